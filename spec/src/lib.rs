@@ -1,0 +1,30 @@
+//! # gostack-spec: the Go goroutine stack system, written to be read
+//!
+//! This crate is the executable specification of how the Go runtime sizes,
+//! checks, pools, grows, shrinks and copies goroutine stacks. It follows the
+//! Go 1.23 runtime and toolchain and also answers for Go 1.19 wherever the
+//! rules differ. Where this crate and Go disagree, Go is right and this crate
+//! has a bug.
+//!
+//! House rules (see `DESIGN.md` section 3):
+//! - no `unsafe`, plain data structures, no cleverness;
+//! - one Rust function per Go function that matters, citing it by name and
+//!   file;
+//! - every operation returns `Result<_, Throw>`; Go's `throw`s are values
+//!   with Go's exact message, and a failed operation changes nothing.
+//!
+//! Modules:
+//! - [`profile`]: a platform (`goos`, `goarch`, race, release) and every
+//!   stack constant derived from it;
+//! - [`guard`]: the prologue stack-split check the compiler emits;
+//! - [`throw`]: the error values.
+#![forbid(unsafe_code)]
+#![warn(missing_docs)]
+
+pub mod guard;
+pub mod profile;
+pub mod throw;
+
+pub use guard::{needs_morestack, prologue, Calls, Prologue, SplitForm};
+pub use profile::{Consts, Goarch, Goos, Profile, Release};
+pub use throw::{Invalid, Throw};
