@@ -93,7 +93,7 @@ pub enum Calls {
     Nothing,
     /// Only zero-argument runtime panics (`isZeroArgRuntimeCall` in
     /// cmd/internal/obj/x86/obj6.go: panicdivide, panicwrap, panicshift,
-    /// panicIndex*, panicSlice*, panicunsafe*) or DUFFZERO/DUFFCOPY.
+    /// panicIndex*, panicSlice*) or DUFFZERO/DUFFCOPY.
     OnlyRuntimePanicsOrDuff,
     /// Any other call.
     Others,
