@@ -17,14 +17,29 @@
 //! - [`profile`]: a platform (`goos`, `goarch`, race, release) and every
 //!   stack constant derived from it;
 //! - [`guard`]: the prologue stack-split check the compiler emits;
-//! - [`throw`]: the error values.
+//! - [`heap`]: the page heap as the stack system sees Go's mheap;
+//! - [`stack`]: the stack allocator (stackpool, per-P stackcache,
+//!   stackLarge) and GC-deferred span freeing, over [`State`];
+//! - [`invariants`]: every invariant of the state, checked in one place;
+//! - [`snapshot`]: the observable state and Go's statistics;
+//! - [`throw`] and [`gothrow`]: the error values.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod gothrow;
 pub mod guard;
+pub mod heap;
+pub mod invariants;
+pub mod nosplit;
 pub mod profile;
+pub mod snapshot;
+pub mod stack;
 pub mod throw;
 
+pub use gothrow::{GoThrow, Misuse};
 pub use guard::{needs_morestack, prologue, Calls, Prologue, SplitForm};
+pub use invariants::{check_invariants, Violation};
 pub use profile::{Consts, Goarch, Goos, Profile, Release};
+pub use snapshot::{Snapshot, Stats};
+pub use stack::{Config, Ctx, GcPhase, Stack, State};
 pub use throw::{Invalid, Throw};

@@ -15,9 +15,16 @@
 
 use std::fmt;
 
+pub use crate::gothrow::{GoThrow, Misuse};
+
 /// The outcome of a failed spec operation.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Throw {
+    /// One of Go's own throws; its message is Go's, byte for byte.
+    Go(GoThrow),
+    /// Input a correct runtime never gives, where Go would carry on with
+    /// corrupted memory instead of throwing; see [`Misuse`].
+    Misuse(Misuse),
     /// Input that no Go process could produce; see [`Invalid`].
     Invalid(Invalid),
 }
@@ -58,6 +65,8 @@ pub enum Invalid {
 impl fmt::Display for Throw {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
+            Throw::Go(g) => g.fmt(f),
+            Throw::Misuse(m) => m.fmt(f),
             Throw::Invalid(i) => i.fmt(f),
         }
     }

@@ -1,0 +1,1 @@
+//! The linker's nosplit chain analysis (cmd/link/internal/ld/stackcheck.go).

@@ -1,0 +1,147 @@
+//! The observable state, as the spec and the implementation both report it.
+//!
+//! Addresses are offsets from the arena base, so that two instances with
+//! arenas at different addresses compare equal when they behave alike
+//! (DESIGN.md section 5). Lists keep their order, head first.
+
+use crate::heap::{SpanState, PAGE_SIZE};
+use crate::stack::{GcPhase, State};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// One span, as observed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SpanSnap {
+    /// Offset of the span's base.
+    pub off: u64,
+    /// Pages.
+    pub npages: u64,
+    /// Manual (stack) or in use (heap).
+    pub state: SpanState,
+    /// Stack size in the span (0 for heap spans).
+    pub elemsize: u64,
+    /// `allocCount`.
+    pub alloc_count: u64,
+    /// Free stacks' offsets, head first.
+    pub free_list: Vec<u64>,
+}
+
+/// Statistics as Go reports them (runtime/mstats.go), plus counts.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Stats {
+    /// `StackInuse`: bytes in stack spans.
+    pub stack_inuse: u64,
+    /// `StackSys`: StackInuse plus stacks taken straight from the OS, which
+    /// the spec does not model (so equal to StackInuse).
+    pub stack_sys: u64,
+    /// Pool spans (4-page spans cut into stacks).
+    pub pool_spans: u64,
+    /// Large stack spans, in use or in stackLarge.
+    pub large_spans: u64,
+    /// Of those, the ones waiting in stackLarge.
+    pub large_spans_free: u64,
+    /// Bytes in each P's caches, by P id.
+    pub cached_bytes: BTreeMap<u32, u64>,
+    /// Bytes of the arena mapped.
+    pub mapped_bytes: u64,
+}
+
+/// The whole observable state of the stack system.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Snapshot {
+    /// `gcphase`.
+    pub gcphase: GcPhase,
+    /// GC is off but freeStackSpans has not run.
+    pub spans_pending_free: bool,
+    /// Free runs of pages: (offset, pages), in address order.
+    pub free_runs: Vec<(u64, u64)>,
+    /// Live spans in address order.
+    pub spans: Vec<SpanSnap>,
+    /// Per order, the pool list's span offsets, head first.
+    pub stackpool: Vec<Vec<u64>>,
+    /// stackLarge: (log2 class, span offsets head first).
+    pub stack_large: Vec<(u32, Vec<u64>)>,
+    /// Per P: per order, (stack offsets head first, size).
+    pub caches: Vec<(u32, Vec<(Vec<u64>, u64)>)>,
+    /// Stacks in use: (offset, size).
+    pub in_use: Vec<(u64, u64)>,
+    /// The statistics.
+    pub stats: Stats,
+}
+
+impl State {
+    /// The statistics Go would report.
+    pub fn stats(&self) -> Stats {
+        let manual = || {
+            self.heap
+                .spans
+                .values()
+                .filter(|s| s.state == SpanState::Manual)
+        };
+        let pool = |s: &&crate::heap::Span| s.elemsize < self.consts.stack_cache_size;
+        Stats {
+            stack_inuse: self.heap.stack_inuse,
+            stack_sys: self.heap.stack_inuse,
+            pool_spans: manual().filter(pool).count() as u64,
+            large_spans: manual().filter(|s| !pool(s)).count() as u64,
+            large_spans_free: self.stack_large.values().map(|l| l.len() as u64).sum(),
+            cached_bytes: self
+                .ps
+                .iter()
+                .map(|(&id, p)| (id, p.stackcache.iter().map(|c| c.size).sum()))
+                .collect(),
+            mapped_bytes: self.heap.mapped_pages * PAGE_SIZE,
+        }
+    }
+
+    /// The observable state, addresses as offsets from the arena base.
+    pub fn snapshot(&self) -> Snapshot {
+        let base = self.heap.base;
+        let off = |a: &u64| a - base;
+        let offs = |v: &Vec<u64>| v.iter().map(off).collect::<Vec<_>>();
+        Snapshot {
+            gcphase: self.gcphase,
+            spans_pending_free: self.spans_pending_free,
+            free_runs: self
+                .heap
+                .free
+                .iter()
+                .map(|(&p, &n)| (p * PAGE_SIZE, n))
+                .collect(),
+            spans: self
+                .heap
+                .spans
+                .values()
+                .map(|s| SpanSnap {
+                    off: off(&s.base),
+                    npages: s.npages,
+                    state: s.state,
+                    elemsize: s.elemsize,
+                    alloc_count: s.alloc_count,
+                    free_list: offs(&s.free_list),
+                })
+                .collect(),
+            stackpool: self.stackpool.iter().map(offs).collect(),
+            stack_large: self
+                .stack_large
+                .iter()
+                .map(|(&c, l)| (c, offs(l)))
+                .collect(),
+            caches: self
+                .ps
+                .iter()
+                .map(|(&id, p)| {
+                    (
+                        id,
+                        p.stackcache
+                            .iter()
+                            .map(|c| (offs(&c.list), c.size))
+                            .collect(),
+                    )
+                })
+                .collect(),
+            in_use: self.in_use.iter().map(|(&lo, &n)| (lo - base, n)).collect(),
+            stats: self.stats(),
+        }
+    }
+}

@@ -1,0 +1,741 @@
+//! The stack allocator: stackpool, per-P stackcache, stackLarge, and the
+//! GC-deferred freeing of stack spans (runtime/stack.go).
+//!
+//! # How Go allocates a stack
+//! Sizes are powers of two. A size below both `fixedStack << _NumStackOrders`
+//! and `_StackCacheSize` belongs to an *order* (order 0 is fixedStack, each
+//! next order doubles) and is served from free lists:
+//! - each P has a `stackcache` per order: a list of free stacks and its byte
+//!   count. An allocation pops the head; an empty cache is first refilled
+//!   with half of `_StackCacheSize` from the global pool. A free pushes on
+//!   the head; a cache already at `_StackCacheSize` is first released down
+//!   to half into the pool.
+//! - the global `stackpool` per order is a list of spans of
+//!   `_StackCacheSize` bytes (4 pages) cut into stacks of that order, each
+//!   span with its own free list. Only spans with a free stack are listed;
+//!   allocation takes from the first span, a span that gains its first free
+//!   stack goes to the front.
+//! - with no P, or with `m.preemptoff` set (or the stackNoCache debug
+//!   switch), allocation and free go straight to the pool under its lock.
+//!
+//! Larger sizes get a span of their own, from `stackLarge` (free spans by
+//! log2 of their page count) or from the heap.
+//!
+//! # Why freeing waits for the GC
+//! While the garbage collector is marking, it may hold a pointer into a
+//! stack that it has not yet marked (a `sudog.elem`, say); if that stack is
+//! then copied and freed and its span returned to the heap, marking the
+//! pointer finds a free span and crashes. So while `gcphase` is not off, an
+//! empty pool span stays in its pool list and a freed large stack goes to
+//! `stackLarge`; `freeStackSpans`, after the GC cycle, returns both to the
+//! heap (see golang/go#11267 and the comment in Go's `stackpoolfree`).
+//!
+//! # The model
+//! Stacks are identified by their address. Lists are `Vec`s with the head at
+//! index 0, so "push on the front" is `insert(0, _)`. Every public operation
+//! is all-or-nothing: it runs on a copy of the state and keeps the copy only
+//! if it succeeds, so a throw leaves the state exactly as it was.
+//!
+//! Go's internal consistency throws in `stackpoolalloc` ("bad allocCount",
+//! "bad manualFreeList", "span has no free stacks") cannot fire in this
+//! model; `check_invariants` states the facts they guard.
+
+use crate::gothrow::{GoThrow, Misuse};
+use crate::heap::{PageHeap, SpanState, PAGE_SIZE};
+use crate::profile::{Consts, Profile};
+use crate::throw::Throw;
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// How a spec instance is set up.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Config {
+    /// The platform whose constants apply.
+    pub profile: Profile,
+    /// Address of the arena's first byte (page aligned).
+    pub arena_base: u64,
+    /// Bytes the arena may ever map: a multiple of 4 MiB (the heap grows in
+    /// 512-page chunks).
+    pub arena_bytes: u64,
+    /// `stackNoCache`: every small allocation and free goes to the pool.
+    pub no_cache: bool,
+}
+
+impl Config {
+    /// A configuration with Go-like defaults: the arena at 0xc000000000 (Go's
+    /// first heap hint on 64-bit) or 0x10000000 on 32-bit, 1 GiB (256 MiB on
+    /// 32-bit), caches on.
+    pub fn new(profile: Profile) -> Config {
+        let wide = profile.goarch.ptr_size() == 8;
+        Config {
+            profile,
+            arena_base: if wide { 0xc0_0000_0000 } else { 0x1000_0000 },
+            arena_bytes: if wide { 1 << 30 } else { 256 << 20 },
+            no_cache: false,
+        }
+    }
+}
+
+/// A stack's bounds: `[lo, hi)` (`stack`, runtime/runtime2.go).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+pub struct Stack {
+    /// Lowest address.
+    pub lo: u64,
+    /// One past the highest address.
+    pub hi: u64,
+}
+
+/// Who is calling: the M's P, if it has one, and whether `m.preemptoff` is
+/// set.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Ctx {
+    /// The P the calling M holds.
+    pub p: Option<u32>,
+    /// `m.preemptoff != ""`.
+    pub preemptoff: bool,
+}
+
+impl Ctx {
+    /// Running on P `p`.
+    pub fn on(p: u32) -> Ctx {
+        Ctx {
+            p: Some(p),
+            preemptoff: false,
+        }
+    }
+
+    /// Running without a P (in exitsyscall or procresize).
+    pub fn no_p() -> Ctx {
+        Ctx {
+            p: None,
+            preemptoff: false,
+        }
+    }
+}
+
+/// `gcphase` (runtime/mgc.go).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum GcPhase {
+    /// `_GCoff`: not running; sweeping.
+    Off,
+    /// `_GCmark`: marking.
+    Mark,
+    /// `_GCmarktermination`: the world is stopped to finish marking.
+    MarkTermination,
+}
+
+impl GcPhase {
+    /// Go's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            GcPhase::Off => "_GCoff",
+            GcPhase::Mark => "_GCmark",
+            GcPhase::MarkTermination => "_GCmarktermination",
+        }
+    }
+}
+
+/// One order of a P's cache (`stackfreelist`, runtime/mcache.go).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct CacheOrder {
+    /// Free stacks, head first.
+    pub list: Vec<u64>,
+    /// Their total bytes.
+    pub size: u64,
+}
+
+/// A P's stack cache (`mcache.stackcache`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct P {
+    /// Per order.
+    pub stackcache: Vec<CacheOrder>,
+}
+
+/// The spec's whole state.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct State {
+    /// The configuration it was made with.
+    pub config: Config,
+    /// The profile's constants.
+    pub consts: Consts,
+    /// The page heap.
+    pub heap: PageHeap,
+    /// `stackpool`: per order, the span bases with a free stack, head first.
+    pub stackpool: Vec<Vec<u64>>,
+    /// `stackLarge.free`: by log2 of the page count, free large stack spans,
+    /// head first. Only non-empty classes are present.
+    pub stack_large: BTreeMap<u32, Vec<u64>>,
+    /// The Ps by id.
+    pub ps: BTreeMap<u32, P>,
+    /// The id the next P gets.
+    pub next_p: u32,
+    /// `gcphase`.
+    pub gcphase: GcPhase,
+    /// The GC has ended (phase off) but `freeStackSpans` has not run yet.
+    pub spans_pending_free: bool,
+    /// Stacks handed out by `stackalloc` and not yet freed: lo to size.
+    pub in_use: BTreeMap<u64, u64>,
+    /// Pointers into stacks that a GC marker has read and not yet marked.
+    pub markers: BTreeMap<u32, u64>,
+    /// The id the next marker gets.
+    pub next_marker: u32,
+}
+
+/// `stacklog2` (runtime/stack.go): floor of log2 of n, 0 for 0 and 1.
+pub fn stacklog2(mut n: u64) -> u32 {
+    let mut log2 = 0;
+    while n > 1 {
+        n >>= 1;
+        log2 += 1;
+    }
+    log2
+}
+
+impl State {
+    /// A fresh stack system: empty pools, no P, GC off, nothing mapped.
+    ///
+    /// Go: `stackinit` (runtime/stack.go), whose only check
+    /// (`_StackCacheSize` is a multiple of the page size) holds for every
+    /// profile.
+    pub fn new(config: Config) -> Result<State, Throw> {
+        let chunk = crate::heap::GROWTH_PAGES * PAGE_SIZE;
+        if config.arena_base % PAGE_SIZE != 0 {
+            return Err(Misuse::BadArena(format!(
+                "base {:#x} is not page aligned",
+                config.arena_base
+            ))
+            .into());
+        }
+        if config.arena_bytes == 0 || config.arena_bytes % chunk != 0 {
+            return Err(Misuse::BadArena(format!(
+                "size {} is not a positive multiple of {chunk}",
+                config.arena_bytes
+            ))
+            .into());
+        }
+        let ptr_max = if config.profile.goarch.ptr_size() == 8 {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        };
+        if config
+            .arena_base
+            .checked_add(config.arena_bytes)
+            .is_none_or(|end| end - 1 > ptr_max)
+        {
+            return Err(
+                Misuse::BadArena("the arena does not fit in the address space".into()).into(),
+            );
+        }
+        let consts = config.profile.consts();
+        let orders = consts.num_stack_orders as usize;
+        Ok(State {
+            heap: PageHeap::new(config.arena_base, config.arena_bytes / PAGE_SIZE),
+            stackpool: vec![Vec::new(); orders],
+            stack_large: BTreeMap::new(),
+            ps: BTreeMap::new(),
+            next_p: 0,
+            gcphase: GcPhase::Off,
+            spans_pending_free: false,
+            in_use: BTreeMap::new(),
+            markers: BTreeMap::new(),
+            next_marker: 0,
+            consts,
+            config,
+        })
+    }
+
+    /// Runs `f` on a copy of the state and keeps the copy only if `f`
+    /// succeeds: the all-or-nothing rule of every public operation.
+    fn transact<T>(&mut self, f: impl FnOnce(&mut State) -> Result<T, Throw>) -> Result<T, Throw> {
+        let mut next = self.clone();
+        let out = f(&mut next)?;
+        *self = next;
+        Ok(out)
+    }
+
+    /// The order serving size `n`, or `None` when `n` takes the large path:
+    /// the test and loop at the top of `stackalloc` and `stackfree`.
+    pub fn order_of(&self, n: u64) -> Option<usize> {
+        let fixed = self.consts.fixed_stack;
+        if n < fixed << self.consts.num_stack_orders && n < self.consts.stack_cache_size {
+            let mut order = 0;
+            let mut n2 = n;
+            while n2 > fixed {
+                order += 1;
+                n2 >>= 1;
+            }
+            Some(order)
+        } else {
+            None
+        }
+    }
+
+    fn elemsize(&self, order: usize) -> u64 {
+        self.consts.fixed_stack << order
+    }
+
+    fn cache_mut(&mut self, p: u32) -> Result<&mut P, Throw> {
+        self.ps.get_mut(&p).ok_or_else(|| Misuse::NoSuchP(p).into())
+    }
+
+    /// Takes a stack from the pool of `order`, cutting a new span from the
+    /// heap when the pool is empty. The new span's free list is built by
+    /// pushing its stacks from the lowest address up, so its head is the
+    /// highest stack.
+    ///
+    /// Go: `stackpoolalloc` (runtime/stack.go).
+    fn stackpoolalloc(&mut self, order: usize) -> Result<u64, Throw> {
+        let elemsize = self.elemsize(order);
+        let base = match self.stackpool[order].first() {
+            Some(&base) => base,
+            None => {
+                let npages = self.consts.stack_cache_size / PAGE_SIZE;
+                let base = self
+                    .heap
+                    .alloc_span(npages, SpanState::Manual)
+                    .ok_or(Throw::Go(GoThrow::OutOfMemory))?;
+                let span = self.heap.span_mut(base).expect("span just allocated");
+                span.elemsize = elemsize;
+                for i in (0..self.consts.stack_cache_size).step_by(elemsize as usize) {
+                    span.free_list.insert(0, base + i);
+                }
+                self.stackpool[order].insert(0, base);
+                base
+            }
+        };
+        let span = self
+            .heap
+            .span_mut(base)
+            .expect("pool lists hold live spans");
+        let x = span.free_list.remove(0);
+        span.alloc_count += 1;
+        if span.free_list.is_empty() {
+            // Every stack of the span is out: it leaves the list.
+            self.stackpool[order].retain(|&b| b != base);
+        }
+        Ok(x)
+    }
+
+    /// Returns stack `x` to its span. A span that gains its first free stack
+    /// goes to the front of the pool list; a span left with no stack out is
+    /// returned to the heap at once, unless the GC is running.
+    ///
+    /// Go: `stackpoolfree` (runtime/stack.go).
+    fn stackpoolfree(&mut self, x: u64, order: usize) -> Result<(), Throw> {
+        let base = match self.heap.span_of(x) {
+            Some(s) if s.state == SpanState::Manual => s.base,
+            Some(_) => return Err(GoThrow::FreeingStackNotInStackSpan.into()),
+            None => {
+                return Err(Misuse::NotAStack {
+                    lo: x,
+                    hi: x + self.elemsize(order),
+                }
+                .into())
+            }
+        };
+        let gc_off = self.gcphase == GcPhase::Off;
+        let span = self.heap.span_mut(base).expect("span_of found it");
+        let was_full = span.free_list.is_empty();
+        span.free_list.insert(0, x);
+        span.alloc_count -= 1;
+        let now_empty = span.alloc_count == 0;
+        if was_full {
+            self.stackpool[order].insert(0, base);
+        }
+        if gc_off && now_empty {
+            self.stackpool[order].retain(|&b| b != base);
+            self.heap.free_span(base);
+        }
+        Ok(())
+    }
+
+    /// Fills P `p`'s empty cache of `order` with half of `_StackCacheSize`
+    /// from the pool. The stacks are pushed as they come, so the last one
+    /// taken is the head.
+    ///
+    /// Go: `stackcacherefill` (runtime/stack.go).
+    fn stackcacherefill(&mut self, p: u32, order: usize) -> Result<(), Throw> {
+        let mut list = Vec::new();
+        let mut size = 0;
+        while size < self.consts.stack_cache_size / 2 {
+            let x = self.stackpoolalloc(order)?;
+            list.insert(0, x);
+            size += self.elemsize(order);
+        }
+        let c = &mut self.cache_mut(p)?.stackcache[order];
+        c.list = list;
+        c.size = size;
+        Ok(())
+    }
+
+    /// Moves stacks from the head of P `p`'s cache of `order` to the pool
+    /// until the cache holds half of `_StackCacheSize`.
+    ///
+    /// Go: `stackcacherelease` (runtime/stack.go).
+    fn stackcacherelease(&mut self, p: u32, order: usize) -> Result<(), Throw> {
+        let elemsize = self.elemsize(order);
+        let half = self.consts.stack_cache_size / 2;
+        let mut c = std::mem::take(&mut self.cache_mut(p)?.stackcache[order]);
+        while c.size > half {
+            let x = c.list.remove(0);
+            self.stackpoolfree(x, order)?;
+            c.size -= elemsize;
+        }
+        self.cache_mut(p)?.stackcache[order] = c;
+        Ok(())
+    }
+
+    /// Returns every stack of P `p`'s cache to the pool, order by order,
+    /// head first.
+    ///
+    /// Go: `stackcache_clear` (runtime/stack.go), called when a P is
+    /// destroyed (`freemcache`) and after each GC (`mcache.prepareForSweep`).
+    fn stackcache_clear(&mut self, p: u32) -> Result<(), Throw> {
+        for order in 0..self.stackpool.len() {
+            let c = std::mem::take(&mut self.cache_mut(p)?.stackcache[order]);
+            for x in c.list {
+                self.stackpoolfree(x, order)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Allocates a stack of `n` bytes.
+    ///
+    /// Go: `stackalloc` (runtime/stack.go). Paths: the power-of-two throw;
+    /// small sizes from the pool directly (no P, preemptoff, stackNoCache)
+    /// or through the P's cache (refilled when empty); large sizes from
+    /// `stackLarge` or the heap.
+    ///
+    /// Sizes below fixedStack are refused ([`Misuse::StackTooSmall`]): Go
+    /// never asks for them (every caller rounds up to at least fixedStack),
+    /// and if it did, order 0 would serve them while the cache's byte count
+    /// moved by the size asked for, so the count would drift from its list.
+    pub fn stackalloc(&mut self, ctx: Ctx, n: u64) -> Result<Stack, Throw> {
+        self.transact(|s| s.stackalloc_inner(ctx, n))
+    }
+
+    fn stackalloc_inner(&mut self, ctx: Ctx, n: u64) -> Result<Stack, Throw> {
+        if n > u64::from(u32::MAX) {
+            return Err(Misuse::StackTooLarge(n).into());
+        }
+        if n & n.wrapping_sub(1) != 0 {
+            return Err(GoThrow::StackSizeNotPowerOf2.into());
+        }
+        if n == 0 {
+            return Err(Misuse::ZeroSizeStack.into());
+        }
+        if n < self.consts.fixed_stack {
+            return Err(Misuse::StackTooSmall {
+                n,
+                fixed_stack: self.consts.fixed_stack,
+            }
+            .into());
+        }
+        if let Some(p) = ctx.p {
+            self.cache_mut(p)?;
+        }
+        let v = match self.order_of(n) {
+            Some(order) => match ctx.p {
+                Some(p) if !self.config.no_cache && !ctx.preemptoff => {
+                    if self.cache_mut(p)?.stackcache[order].list.is_empty() {
+                        self.stackcacherefill(p, order)?;
+                    }
+                    let c = &mut self.cache_mut(p)?.stackcache[order];
+                    let x = c.list.remove(0);
+                    c.size -= n;
+                    x
+                }
+                _ => self.stackpoolalloc(order)?,
+            },
+            None => {
+                let npage = n / PAGE_SIZE;
+                let log2npage = stacklog2(npage);
+                let reused = match self.stack_large.get_mut(&log2npage) {
+                    Some(list) => {
+                        let s = list.remove(0);
+                        if list.is_empty() {
+                            self.stack_large.remove(&log2npage);
+                        }
+                        Some(s)
+                    }
+                    None => None,
+                };
+                match reused {
+                    Some(base) => base,
+                    None => {
+                        let base = self
+                            .heap
+                            .alloc_span(npage, SpanState::Manual)
+                            .ok_or(Throw::Go(GoThrow::OutOfMemory))?;
+                        self.heap
+                            .span_mut(base)
+                            .expect("span just allocated")
+                            .elemsize = n;
+                        base
+                    }
+                }
+            }
+        };
+        self.in_use.insert(v, n);
+        Ok(Stack { lo: v, hi: v + n })
+    }
+
+    /// Frees a stack that `stackalloc` returned.
+    ///
+    /// Go: `stackfree` (runtime/stack.go). Paths: the power-of-two throw;
+    /// small sizes to the pool directly (no P, preemptoff, stackNoCache) or
+    /// onto the P's cache (released to half first when full); large sizes
+    /// back to the heap with GC off, or to `stackLarge` while the GC runs.
+    ///
+    /// Bounds that are not a stack in use are refused: with Go's own throw
+    /// where Go checks ("freeing stack not in a stack span" on the pool path,
+    /// "bad span state" on the large path), and with
+    /// [`Misuse::NotAStack`] where Go would silently corrupt its lists.
+    pub fn stackfree(&mut self, ctx: Ctx, stk: Stack) -> Result<(), Throw> {
+        self.transact(|s| s.stackfree_inner(ctx, stk))
+    }
+
+    fn stackfree_inner(&mut self, ctx: Ctx, stk: Stack) -> Result<(), Throw> {
+        let n = stk.hi.wrapping_sub(stk.lo);
+        if n & n.wrapping_sub(1) != 0 {
+            return Err(GoThrow::StackNotPowerOf2.into());
+        }
+        if let Some(p) = ctx.p {
+            self.cache_mut(p)?;
+        }
+        let order = self.order_of(n);
+        let direct = ctx.p.is_none() || ctx.preemptoff || self.config.no_cache;
+        if self.in_use.get(&stk.lo) != Some(&n) {
+            // Not a stack in use. Say what Go would say where it checks.
+            let state = self.heap.span_of(stk.lo).map(|s| s.state);
+            return Err(match (order, state) {
+                (Some(_), Some(SpanState::InUse)) if direct => {
+                    GoThrow::FreeingStackNotInStackSpan.into()
+                }
+                (None, Some(SpanState::InUse)) => GoThrow::BadSpanState.into(),
+                _ => Misuse::NotAStack {
+                    lo: stk.lo,
+                    hi: stk.hi,
+                }
+                .into(),
+            });
+        }
+        self.in_use.remove(&stk.lo);
+        let v = stk.lo;
+        match order {
+            Some(order) => match ctx.p {
+                Some(p) if !direct => {
+                    if self.cache_mut(p)?.stackcache[order].size >= self.consts.stack_cache_size {
+                        self.stackcacherelease(p, order)?;
+                    }
+                    let c = &mut self.cache_mut(p)?.stackcache[order];
+                    c.list.insert(0, v);
+                    c.size += n;
+                }
+                _ => self.stackpoolfree(v, order)?,
+            },
+            None => {
+                let npages = self.heap.span_of(v).map(|s| s.npages).unwrap_or(0);
+                if self.gcphase == GcPhase::Off {
+                    self.heap.free_span(v);
+                } else {
+                    self.stack_large
+                        .entry(stacklog2(npages))
+                        .or_default()
+                        .insert(0, v);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Returns every empty pool span and every `stackLarge` span to the heap.
+    /// Runs once the GC is off, after the world restarts.
+    ///
+    /// Go: `freeStackSpans` (runtime/stack.go), called from
+    /// `gcMarkTermination` (runtime/mgc.go).
+    pub fn free_stack_spans(&mut self) -> Result<(), Throw> {
+        self.transact(|s| {
+            s.require_phase("freeStackSpans", GcPhase::Off)?;
+            for order in 0..s.stackpool.len() {
+                let list = std::mem::take(&mut s.stackpool[order]);
+                for base in list {
+                    let empty = s
+                        .heap
+                        .spans
+                        .get(&base)
+                        .is_some_and(|sp| sp.alloc_count == 0);
+                    if empty {
+                        let span = s.heap.span_mut(base).expect("listed span");
+                        span.free_list.clear();
+                        s.heap.free_span(base);
+                    } else {
+                        s.stackpool[order].push(base);
+                    }
+                }
+            }
+            for (_, list) in std::mem::take(&mut s.stack_large) {
+                for base in list {
+                    s.heap.free_span(base);
+                }
+            }
+            s.spans_pending_free = false;
+            Ok(())
+        })
+    }
+
+    fn require_phase(&self, op: &'static str, needs: GcPhase) -> Result<(), Throw> {
+        if self.gcphase == needs {
+            Ok(())
+        } else {
+            Err(Misuse::WrongGcPhase {
+                op,
+                needs: needs.name(),
+                found: self.gcphase.name(),
+            }
+            .into())
+        }
+    }
+
+    /// Creates a P with empty caches (`procresize` growing, `allocmcache`)
+    /// and returns its id.
+    pub fn create_p(&mut self) -> u32 {
+        let id = self.next_p;
+        self.next_p += 1;
+        let orders = self.stackpool.len();
+        self.ps.insert(
+            id,
+            P {
+                stackcache: vec![CacheOrder::default(); orders],
+            },
+        );
+        id
+    }
+
+    /// Destroys P `p`, flushing its caches to the pool (`procresize`
+    /// shrinking → `p.destroy` → `freemcache` → `stackcache_clear`).
+    pub fn destroy_p(&mut self, p: u32) -> Result<(), Throw> {
+        self.transact(|s| {
+            s.stackcache_clear(p)?;
+            s.ps.remove(&p);
+            Ok(())
+        })
+    }
+
+    /// Flushes P `p`'s caches to the pool, as `mcache.prepareForSweep` does
+    /// once per GC cycle (runtime/mcache.go).
+    pub fn flush_cache(&mut self, p: u32) -> Result<(), Throw> {
+        self.transact(|s| s.stackcache_clear(p))
+    }
+
+    /// Takes `npages` of ordinary heap memory, for fragmenting the heap as a
+    /// program's objects do.
+    pub fn heap_alloc(&mut self, npages: u64) -> Result<u64, Throw> {
+        self.transact(|s| s.heap.alloc_heap(npages))
+    }
+
+    /// Returns heap memory taken with [`State::heap_alloc`].
+    pub fn heap_free(&mut self, base: u64) -> Result<(), Throw> {
+        self.transact(|s| s.heap.free_heap(base))
+    }
+
+    /// Starts a GC cycle: `gcphase` becomes `_GCmark` (`gcStart`,
+    /// runtime/mgc.go). The previous cycle must have finished, including its
+    /// `freeStackSpans`.
+    pub fn gc_start(&mut self) -> Result<(), Throw> {
+        self.require_phase("gcStart", GcPhase::Off)?;
+        if self.spans_pending_free {
+            return Err(Misuse::WrongGcPhase {
+                op: "gcStart",
+                needs: "_GCoff after freeStackSpans",
+                found: "_GCoff before freeStackSpans",
+            }
+            .into());
+        }
+        self.gcphase = GcPhase::Mark;
+        Ok(())
+    }
+
+    /// Ends marking: every pointer a marker still holds is marked first (mark
+    /// termination starts only when no mark work is left), then `gcphase`
+    /// becomes `_GCmarktermination` (`gcMarkTermination`, runtime/mgc.go).
+    pub fn gc_mark_termination(&mut self) -> Result<(), Throw> {
+        self.transact(|s| {
+            s.require_phase("gcMarkTermination", GcPhase::Mark)?;
+            for id in s.markers.keys().copied().collect::<Vec<_>>() {
+                s.gc_mark_inner(id)?;
+            }
+            s.gcphase = GcPhase::MarkTermination;
+            Ok(())
+        })
+    }
+
+    /// Turns the GC off (`setGCPhase(_GCoff)` in `gcMarkTermination`): from
+    /// here frees return spans to the heap at once, but the spans kept
+    /// during the cycle wait for [`State::free_stack_spans`].
+    pub fn gc_off(&mut self) -> Result<(), Throw> {
+        self.require_phase("setGCPhase(_GCoff)", GcPhase::MarkTermination)?;
+        self.gcphase = GcPhase::Off;
+        self.spans_pending_free = true;
+        Ok(())
+    }
+
+    /// The end of a GC cycle in Go's order: mark termination (if marking),
+    /// GC off, `freeStackSpans`, then every P's cache flushed
+    /// (`prepareForSweep` via `forEachP`), all in `gcMarkTermination`.
+    pub fn gc_end(&mut self) -> Result<(), Throw> {
+        self.transact(|s| {
+            if s.gcphase == GcPhase::Mark {
+                s.gc_mark_termination()?;
+            }
+            s.gc_off()?;
+            s.free_stack_spans()?;
+            for p in s.ps.keys().copied().collect::<Vec<_>>() {
+                s.stackcache_clear(p)?;
+            }
+            Ok(())
+        })
+    }
+
+    /// A GC marker reads `addr`, a pointer into a stack span, and will mark
+    /// it later (a `sudog.elem` found while scanning, say). Returns the
+    /// marker's id.
+    pub fn gc_mark_read(&mut self, addr: u64) -> Result<u32, Throw> {
+        self.require_phase("a GC marker", GcPhase::Mark)?;
+        match self.heap.span_of(addr) {
+            Some(s) if s.state == SpanState::Manual => {}
+            _ => return Err(Misuse::NotAStack { lo: addr, hi: addr }.into()),
+        }
+        let id = self.next_marker;
+        self.next_marker += 1;
+        self.markers.insert(id, addr);
+        Ok(id)
+    }
+
+    /// The marker marks the pointer it read. Its span must still be a stack
+    /// span: pages that are no longer a span make Go's `findObject` call
+    /// `badPointer` (runtime/mbitmap.go); pages reused for heap objects
+    /// would be marked as an unrelated object.
+    pub fn gc_mark(&mut self, id: u32) -> Result<(), Throw> {
+        self.transact(|s| {
+            s.require_phase("a GC marker", GcPhase::Mark)?;
+            s.gc_mark_inner(id)
+        })
+    }
+
+    fn gc_mark_inner(&mut self, id: u32) -> Result<(), Throw> {
+        let addr = *self
+            .markers
+            .get(&id)
+            .ok_or(Throw::Misuse(Misuse::NoSuchMarker(id)))?;
+        match self.heap.span_of(addr).map(|s| s.state) {
+            Some(SpanState::Manual) => {}
+            Some(SpanState::InUse) => return Err(Misuse::MarkedReusedSpan(addr).into()),
+            None => return Err(GoThrow::BadPointerInGoHeap.into()),
+        }
+        self.markers.remove(&id);
+        Ok(())
+    }
+}
