@@ -26,6 +26,17 @@ pub struct SpanSnap {
     pub free_list: Vec<u64>,
 }
 
+/// One P's stack cache, as observed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct CacheSnap {
+    /// The P's id.
+    pub p: u32,
+    /// Per order: the cached stacks' offsets, head first.
+    pub lists: Vec<Vec<u64>>,
+    /// Per order: the cache's byte count.
+    pub sizes: Vec<u64>,
+}
+
 /// Statistics as Go reports them (runtime/mstats.go), plus counts.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Stats {
@@ -61,8 +72,8 @@ pub struct Snapshot {
     pub stackpool: Vec<Vec<u64>>,
     /// stackLarge: (log2 class, span offsets head first).
     pub stack_large: Vec<(u32, Vec<u64>)>,
-    /// Per P: per order, (stack offsets head first, size).
-    pub caches: Vec<(u32, Vec<(Vec<u64>, u64)>)>,
+    /// Each P's cache, by P id.
+    pub caches: Vec<CacheSnap>,
     /// Stacks in use: (offset, size).
     pub in_use: Vec<(u64, u64)>,
     /// The statistics.
@@ -130,14 +141,10 @@ impl State {
             caches: self
                 .ps
                 .iter()
-                .map(|(&id, p)| {
-                    (
-                        id,
-                        p.stackcache
-                            .iter()
-                            .map(|c| (offs(&c.list), c.size))
-                            .collect(),
-                    )
+                .map(|(&p, c)| CacheSnap {
+                    p,
+                    lists: c.stackcache.iter().map(|o| offs(&o.list)).collect(),
+                    sizes: c.stackcache.iter().map(|o| o.size).collect(),
                 })
                 .collect(),
             in_use: self.in_use.iter().map(|(&lo, &n)| (lo - base, n)).collect(),
