@@ -29,6 +29,32 @@ pub enum GoThrow {
     /// `badPointer` via `findObject` (runtime/mbitmap.go): the GC found a
     /// pointer into pages that are no longer a live span.
     BadPointerInGoHeap,
+    /// `unwinder.next` (runtime/traceback.go): a return address names no
+    /// function.
+    UnknownCallerPc,
+    /// `unwinder.finishInternal` (runtime/traceback.go): the walk did not
+    /// end at `stktopsp`.
+    TracebackDidNotUnwind,
+    /// `newstack`: SP is below the stack (a NOSPLIT chain overflowed).
+    SplitStackOverflow,
+    /// `newstack`: stackguard0 is stackFork.
+    StackGrowthAfterFork,
+    /// `newstack`: the goroutine has no stack.
+    MissingStackInNewstack,
+    /// `newstack`: the new size exceeds maxstacksize or maxstackceiling.
+    StackOverflow,
+    /// `shrinkstack`: the goroutine has no stack.
+    MissingStackInShrinkstack,
+    /// `shrinkstack`: `isShrinkStackSafe` says no.
+    ShrinkstackAtBadTime,
+    /// `adjustpointers`: a small non-zero value in a live pointer slot.
+    InvalidPointerOnStack,
+    /// `copystack`: the goroutine is in a system call.
+    StackGrowthInSyscall,
+    /// `copystack`: the goroutine has no stack.
+    NilStackbase,
+    /// `copystack`: shrinking while the goroutine is parking on a channel.
+    RacySudogAdjustment,
 }
 
 impl GoThrow {
@@ -40,6 +66,18 @@ impl GoThrow {
         GoThrow::FreeingStackNotInStackSpan,
         GoThrow::BadSpanState,
         GoThrow::BadPointerInGoHeap,
+        GoThrow::UnknownCallerPc,
+        GoThrow::TracebackDidNotUnwind,
+        GoThrow::SplitStackOverflow,
+        GoThrow::StackGrowthAfterFork,
+        GoThrow::MissingStackInNewstack,
+        GoThrow::StackOverflow,
+        GoThrow::MissingStackInShrinkstack,
+        GoThrow::ShrinkstackAtBadTime,
+        GoThrow::InvalidPointerOnStack,
+        GoThrow::StackGrowthInSyscall,
+        GoThrow::NilStackbase,
+        GoThrow::RacySudogAdjustment,
     ];
 
     /// Go's message.
@@ -53,6 +91,18 @@ impl GoThrow {
             GoThrow::BadPointerInGoHeap => {
                 "found bad pointer in Go heap (incorrect use of unsafe or cgo?)"
             }
+            GoThrow::UnknownCallerPc => "unknown caller pc",
+            GoThrow::TracebackDidNotUnwind => "traceback did not unwind completely",
+            GoThrow::SplitStackOverflow => "runtime: split stack overflow",
+            GoThrow::StackGrowthAfterFork => "stack growth after fork",
+            GoThrow::MissingStackInNewstack => "missing stack in newstack",
+            GoThrow::StackOverflow => "stack overflow",
+            GoThrow::MissingStackInShrinkstack => "missing stack in shrinkstack",
+            GoThrow::ShrinkstackAtBadTime => "shrinkstack at bad time",
+            GoThrow::InvalidPointerOnStack => "invalid pointer found on stack",
+            GoThrow::StackGrowthInSyscall => "stack growth not allowed in system call",
+            GoThrow::NilStackbase => "nil stackbase",
+            GoThrow::RacySudogAdjustment => "racy sudog adjustment due to parking on channel",
         }
     }
 }
@@ -110,6 +160,47 @@ pub enum Misuse {
     MarkedReusedSpan(u64),
     /// An arena configuration that cannot work.
     BadArena(String),
+    /// Goroutine operations on an architecture whose frame layout is not
+    /// modeled yet.
+    LayoutNotModeled(&'static str),
+    /// A function description that does not fit its frame.
+    BadFunc(String, String),
+    /// No goroutine with this id.
+    NoSuchG(u32),
+    /// No function with this index.
+    NoSuchFunc(usize),
+    /// The function has no such call site.
+    NoSuchSite(usize, usize),
+    /// The goroutine has no such frame.
+    NoSuchFrame(u32, usize),
+    /// The frame has no such slot.
+    NoSuchSlot(u32, usize),
+    /// The operation needs the innermost function past its prologue (or at
+    /// it).
+    NotAtEntry(u32),
+    /// The goroutine cannot run this operation in its present state.
+    GNotRunnable(u32),
+    /// An operation that needs the M to hold a P.
+    NeedsP(&'static str),
+    /// An address outside the goroutine's used stack.
+    NotInUsedStack(u32, u64),
+    /// defer_pop with no defer record.
+    NoDefer(u32),
+    /// No channel with this id.
+    NoSuchChan(u32),
+    /// An element size that is not a multiple of the pointer size.
+    BadElemSize(u64),
+    /// A select that is not well formed.
+    BadSelect(&'static str),
+    /// A parking step out of Go's order.
+    ParkOutOfOrder(u32),
+    /// A send on a channel with no waiting receiver.
+    NoReceiver(u32),
+    /// A send through a sudog whose elem is not in its goroutine's current
+    /// stack: Go would write into freed (or another goroutine's) memory.
+    StaleSudogElem(u64),
+    /// The operation would wait for a lock or a goroutine; try it later.
+    WouldBlock(&'static str),
 }
 
 impl fmt::Display for Misuse {
@@ -139,6 +230,25 @@ impl fmt::Display for Misuse {
                 "gostack: the GC marked {a:#x}, which was a stack but now lies in a heap span (its stack span was freed during GC)"
             ),
             Misuse::BadArena(why) => write!(f, "gostack: bad arena: {why}"),
+            Misuse::LayoutNotModeled(a) => write!(f, "gostack: goroutine frames on {a} are not modeled yet; accepted: amd64, 386"),
+            Misuse::BadFunc(name, why) => write!(f, "gostack: function {name}: {why}"),
+            Misuse::NoSuchG(g) => write!(f, "gostack: no goroutine {g}"),
+            Misuse::NoSuchFunc(i) => write!(f, "gostack: no function {i} in the table"),
+            Misuse::NoSuchSite(fi, s) => write!(f, "gostack: function {fi} has no call site {s}"),
+            Misuse::NoSuchFrame(g, i) => write!(f, "gostack: goroutine {g} has no frame {i}"),
+            Misuse::NoSuchSlot(g, i) => write!(f, "gostack: frame {i} of goroutine {g} has no such slot"),
+            Misuse::NotAtEntry(g) => write!(f, "gostack: goroutine {g} is not where this operation needs it"),
+            Misuse::GNotRunnable(g) => write!(f, "gostack: goroutine {g} cannot do this in its present state"),
+            Misuse::NeedsP(op) => write!(f, "gostack: {op} needs a P"),
+            Misuse::NotInUsedStack(g, a) => write!(f, "gostack: {a:#x} is not a word of goroutine {g}'s used stack"),
+            Misuse::NoDefer(g) => write!(f, "gostack: goroutine {g} has no defer record"),
+            Misuse::NoSuchChan(c) => write!(f, "gostack: no channel {c}"),
+            Misuse::BadElemSize(n) => write!(f, "gostack: element size {n} is not a multiple of the pointer size below 65536"),
+            Misuse::BadSelect(why) => write!(f, "gostack: bad select: {why}"),
+            Misuse::ParkOutOfOrder(g) => write!(f, "gostack: parking step out of order for goroutine {g}"),
+            Misuse::NoReceiver(c) => write!(f, "gostack: send on channel {c}, which has no waiting receiver"),
+            Misuse::StaleSudogElem(a) => write!(f, "gostack: a send would write through sudog.elem {a:#x}, outside its goroutine's stack (a stale, unadjusted sudog)"),
+            Misuse::WouldBlock(why) => write!(f, "gostack: would block: {why}"),
         }
     }
 }

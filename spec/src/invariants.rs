@@ -47,6 +47,11 @@ pub const INVARIANTS: &[(&str, &str)] = &[
     ("stack-inuse", "StackInuse equals the bytes of all stack spans"),
     ("markers", "pointers a GC marker holds exist only while marking, and lie in stack spans"),
     ("gc-pending", "freeStackSpans is pending only with GC off"),
+    ("g-stack", "a live goroutine's stack is a stack in use, its own, with lo <= sp <= hi and stackguard0 at lo + StackGuard or a special value"),
+    ("g-frames", "a live goroutine's frames unwind from sched.pc down to the goexit return address at stktopsp"),
+    ("g-dead", "a dead goroutine waits on nothing, and sits in exactly one free list"),
+    ("g-park", "parkingOnChan and activeStackChans each imply sudogs, never both; a locked channel is locked by a goroutine inside its parking steps"),
+    ("sudog", "each sudog belongs to one waiting goroutine, its elem lies in that goroutine's used stack, and a queued sudog is on its own channel"),
 ];
 
 fn rule(name: &'static str) -> &'static str {
@@ -73,7 +78,140 @@ pub fn check_invariants(s: &State) -> Result<(), Violation> {
     check_pools(s)?;
     check_large(s)?;
     check_caches_and_ownership(s)?;
-    check_gc(s)
+    check_gc(s)?;
+    check_goroutines(s)
+}
+
+fn check_goroutines(s: &State) -> Result<(), Violation> {
+    use crate::goroutine::GStatus;
+    let c = &s.consts;
+    let mut owners: BTreeMap<u64, u32> = BTreeMap::new();
+    let mut in_free: BTreeMap<u32, usize> = BTreeMap::new();
+    for id in s
+        .gor
+        .p_gfree
+        .values()
+        .flatten()
+        .chain(&s.gor.sched_gfree_stack)
+        .chain(&s.gor.sched_gfree_nostack)
+    {
+        *in_free.entry(*id).or_default() += 1;
+    }
+    for (&id, g) in &s.gor.gs {
+        if g.stack.lo != 0 {
+            if s.in_use.get(&g.stack.lo) != Some(&(g.stack.hi - g.stack.lo)) {
+                return fail(
+                    "g-stack",
+                    format!(
+                        "g {id}'s stack {:#x}..{:#x} is not a stack in use",
+                        g.stack.lo, g.stack.hi
+                    ),
+                );
+            }
+            if let Some(other) = owners.insert(g.stack.lo, id) {
+                return fail("g-stack", format!("g {id} and g {other} share a stack"));
+            }
+        }
+        if g.status == GStatus::Dead {
+            if !g.waiting.is_empty() || in_free.get(&id) != Some(&1) {
+                return fail(
+                    "g-dead",
+                    format!(
+                        "g {id}: {} sudogs, in {:?} free lists",
+                        g.waiting.len(),
+                        in_free.get(&id)
+                    ),
+                );
+            }
+            continue;
+        }
+        if in_free.contains_key(&id) {
+            return fail("g-dead", format!("live g {id} is in a free list"));
+        }
+        let guard_ok = g.stackguard0 == g.stack.lo + c.stack_guard
+            || g.stackguard0 == c.stack_preempt
+            || g.stackguard0 == c.stack_force_move;
+        if g.stack.lo == 0 || g.sp < g.stack.lo || g.sp > g.stack.hi || !guard_ok {
+            return fail(
+                "g-stack",
+                format!(
+                    "g {id}: stack {:#x}..{:#x}, sp {:#x}, stackguard0 {:#x}",
+                    g.stack.lo, g.stack.hi, g.sp, g.stackguard0
+                ),
+            );
+        }
+        if !g.corrupted {
+            if let Err(e) = s.frames(id) {
+                return fail("g-frames", format!("g {id}: {e}"));
+            }
+        }
+        if (g.parking_on_chan || g.active_stack_chans) && g.waiting.is_empty()
+            || (g.parking_on_chan && g.active_stack_chans)
+        {
+            return fail(
+                "g-park",
+                format!(
+                    "g {id}: parkingOnChan {}, activeStackChans {}, {} sudogs",
+                    g.parking_on_chan,
+                    g.active_stack_chans,
+                    g.waiting.len()
+                ),
+            );
+        }
+        for sid in &g.waiting {
+            let Some(sg) = s.gor.sudogs.get(sid) else {
+                return fail("sudog", format!("g {id} waits on missing sudog {sid}"));
+            };
+            let elemsize = s.gor.chans.get(&sg.c).map(|ch| ch.elemsize).unwrap_or(0);
+            if sg.g != id || sg.elem < g.sp || sg.elem + elemsize > g.stack.hi {
+                return fail(
+                    "sudog",
+                    format!(
+                        "sudog {sid} of g {id}: elem {:#x} outside the used stack {:#x}..{:#x}",
+                        sg.elem, g.sp, g.stack.hi
+                    ),
+                );
+            }
+        }
+    }
+    let waiting: BTreeSet<u32> = s
+        .gor
+        .gs
+        .values()
+        .flat_map(|g| g.waiting.iter().copied())
+        .collect();
+    if waiting.len() != s.gor.sudogs.len() {
+        return fail(
+            "sudog",
+            format!(
+                "{} sudogs exist, {} are waited on",
+                s.gor.sudogs.len(),
+                waiting.len()
+            ),
+        );
+    }
+    for (&cid, ch) in &s.gor.chans {
+        for sid in &ch.recvq {
+            if s.gor.sudogs.get(sid).map(|sg| sg.c) != Some(cid) {
+                return fail(
+                    "sudog",
+                    format!("channel {cid} queues sudog {sid}, which is not its own"),
+                );
+            }
+        }
+        if let Some(gid) = ch.locked_by {
+            let parking = s.gor.gs.get(&gid).is_some_and(|g| {
+                g.status == GStatus::Running || (g.status == GStatus::Waiting && g.parking_on_chan)
+            });
+            if !parking {
+                return fail(
+                    "g-park",
+                    format!("channel {cid} is locked by g {gid}, which is not parking"),
+                );
+            }
+        }
+    }
+    Ok(())
 }
 
 fn check_heap(s: &State) -> Result<(), Violation> {

@@ -26,6 +26,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod goroutine;
 pub mod gothrow;
 pub mod guard;
 pub mod heap;

@@ -59,6 +59,9 @@ pub struct Config {
     pub arena_bytes: u64,
     /// `stackNoCache`: every small allocation and free goes to the pool.
     pub no_cache: bool,
+    /// `stackPoisonCopy`: a new stack is filled with 0xfd before a copy,
+    /// the old one with 0xfc after it.
+    pub poison_copy: bool,
 }
 
 impl Config {
@@ -72,6 +75,7 @@ impl Config {
             arena_base: if wide { 0xc0_0000_0000 } else { 0x1000_0000 },
             arena_bytes: if wide { 1 << 30 } else { 256 << 20 },
             no_cache: false,
+            poison_copy: false,
         }
     }
 }
@@ -179,6 +183,8 @@ pub struct State {
     pub markers: BTreeMap<u32, u64>,
     /// The id the next marker gets.
     pub next_marker: u32,
+    /// Goroutines, their memory, channels and sudogs.
+    pub gor: crate::goroutine::Goroutines,
 }
 
 /// `stacklog2` (runtime/stack.go): floor of log2 of n, 0 for 0 and 1.
@@ -240,6 +246,11 @@ impl State {
             in_use: BTreeMap::new(),
             markers: BTreeMap::new(),
             next_marker: 0,
+            gor: crate::goroutine::Goroutines {
+                starting_stack_size: consts.fixed_stack,
+                maxstacksize: consts.maxstacksize,
+                ..Default::default()
+            },
             consts,
             config,
         })
@@ -247,7 +258,10 @@ impl State {
 
     /// Runs `f` on a copy of the state and keeps the copy only if `f`
     /// succeeds: the all-or-nothing rule of every public operation.
-    fn transact<T>(&mut self, f: impl FnOnce(&mut State) -> Result<T, Throw>) -> Result<T, Throw> {
+    pub(crate) fn transact<T>(
+        &mut self,
+        f: impl FnOnce(&mut State) -> Result<T, Throw>,
+    ) -> Result<T, Throw> {
         let mut next = self.clone();
         let out = f(&mut next)?;
         *self = next;
@@ -345,7 +359,7 @@ impl State {
         }
         if gc_off && now_empty {
             self.stackpool[order].retain(|&b| b != base);
-            self.heap.free_span(base);
+            self.release_span(base);
         }
         Ok(())
     }
@@ -416,7 +430,7 @@ impl State {
         self.transact(|s| s.stackalloc_inner(ctx, n))
     }
 
-    fn stackalloc_inner(&mut self, ctx: Ctx, n: u64) -> Result<Stack, Throw> {
+    pub(crate) fn stackalloc_inner(&mut self, ctx: Ctx, n: u64) -> Result<Stack, Throw> {
         if n > u64::from(u32::MAX) {
             return Err(Misuse::StackTooLarge(n).into());
         }
@@ -497,7 +511,7 @@ impl State {
         self.transact(|s| s.stackfree_inner(ctx, stk))
     }
 
-    fn stackfree_inner(&mut self, ctx: Ctx, stk: Stack) -> Result<(), Throw> {
+    pub(crate) fn stackfree_inner(&mut self, ctx: Ctx, stk: Stack) -> Result<(), Throw> {
         let n = stk.hi.wrapping_sub(stk.lo);
         if n & n.wrapping_sub(1) != 0 {
             return Err(GoThrow::StackNotPowerOf2.into());
@@ -539,7 +553,7 @@ impl State {
             None => {
                 let npages = self.heap.span_of(v).map(|s| s.npages).unwrap_or(0);
                 if self.gcphase == GcPhase::Off {
-                    self.heap.free_span(v);
+                    self.release_span(v);
                 } else {
                     self.stack_large
                         .entry(stacklog2(npages))
@@ -570,7 +584,7 @@ impl State {
                     if empty {
                         let span = s.heap.span_mut(base).expect("listed span");
                         span.free_list.clear();
-                        s.heap.free_span(base);
+                        s.release_span(base);
                     } else {
                         s.stackpool[order].push(base);
                     }
@@ -578,12 +592,29 @@ impl State {
             }
             for (_, list) in std::mem::take(&mut s.stack_large) {
                 for base in list {
-                    s.heap.free_span(base);
+                    s.release_span(base);
                 }
             }
             s.spans_pending_free = false;
             Ok(())
         })
+    }
+
+    /// Returns a span's pages to the heap. The OS layer gives the pages
+    /// back (`sysUnused`, madvise), so their memory reads as zero from now
+    /// on.
+    pub(crate) fn release_span(&mut self, base: u64) {
+        if let Some(span) = self.heap.free_span(base) {
+            let keys: Vec<u64> = self
+                .gor
+                .mem
+                .range(base..span.limit())
+                .map(|(&a, _)| a)
+                .collect();
+            for a in keys {
+                self.gor.mem.remove(&a);
+            }
+        }
     }
 
     fn require_phase(&self, op: &'static str, needs: GcPhase) -> Result<(), Throw> {
@@ -638,7 +669,13 @@ impl State {
 
     /// Returns heap memory taken with [`State::heap_alloc`].
     pub fn heap_free(&mut self, base: u64) -> Result<(), Throw> {
-        self.transact(|s| s.heap.free_heap(base))
+        self.transact(|s| match s.heap.spans.get(&base) {
+            Some(sp) if sp.state == SpanState::InUse => {
+                s.release_span(base);
+                Ok(())
+            }
+            _ => Err(Misuse::NotAHeapSpan(base).into()),
+        })
     }
 
     /// Starts a GC cycle: `gcphase` becomes `_GCmark` (`gcStart`,
@@ -667,6 +704,9 @@ impl State {
             for id in s.markers.keys().copied().collect::<Vec<_>>() {
                 s.gc_mark_inner(id)?;
             }
+            // gcMarkDone computes the next starting stack size from the
+            // stacks scanned this cycle (runtime/mgc.go).
+            s.gc_compute_starting_stack_size();
             s.gcphase = GcPhase::MarkTermination;
             Ok(())
         })

@@ -1,0 +1,1722 @@
+//! Goroutines whose frames live in stack memory; growth (`newstack`),
+//! shrinking (`shrinkstack`), copying with pointer adjustment
+//! (`copystack`), and the sudog/channel protocol that makes shrinking a
+//! parked goroutine safe (runtime/stack.go, runtime/chan.go,
+//! runtime/select.go, runtime/proc.go).
+//!
+//! # Memory and frames
+//! Memory is a map from word addresses to words (absent = 0); a stack is the
+//! words of `[lo, hi)`. Frames are laid out as Go lays them out on x86
+//! (`amd64` with frame pointers, `386` without); other architectures are
+//! refused with [`Misuse::LayoutNotModeled`] for now. For a frame whose
+//! function has frame size `F` and whose SP is `sp`:
+//!
+//! ```text
+//!   argp = fp  ->  +-----------------------+  caller's outgoing args
+//!                  | return address        |  fp - P
+//!   varp (amd64)-> | caller's BP (saved)   |  fp - 2P, amd64 only, when F > 0
+//!                  | locals                |  [sp, varp)
+//!   sp          -> +-----------------------+
+//! ```
+//!
+//! with `fp = sp + F + P`, `varp = fp - P` (386, or amd64 with no frame) or
+//! `fp - 2P` (amd64 with a frame), as Go's unwinder computes them
+//! (`unwinder.resolveInternal`, runtime/traceback.go). `F` is the frame size
+//! of the TEXT line (on amd64 it includes the saved-BP slot; see
+//! `spec::guard`).
+//!
+//! A return address is a PC that encodes the calling function and its call
+//! site: `PC_BASE + func * PC_STRIDE + site`. The goroutine's bottom return
+//! address is `GOEXIT_PC`. The unwinder reads return addresses from stack
+//! memory, so a corrupted one is a throw ("unknown caller pc"), as in Go.
+//!
+//! # What is simplified
+//! - Channel operations are receives that park (the case where another
+//!   goroutine writes into the parked goroutine's stack); a select names
+//!   distinct channels.
+//! - The CAS that Go uses below `sghi` is a plain write here: the spec is
+//!   sequential, and the CAS matters only against a concurrent sender,
+//!   which the loom models of the implementation explore.
+//! - A goroutine runs only inside an operation; between operations it is
+//!   runnable (or waiting, in a syscall, or dead).
+
+use crate::gothrow::{GoThrow, Misuse};
+use crate::profile::Goarch;
+use crate::stack::{Ctx, Stack, State};
+use crate::throw::{Invalid, Throw};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// The first PC of the function table.
+pub const PC_BASE: u64 = 0x40_0000;
+/// PCs per function: a function's call sites are `PC_BASE + f*PC_STRIDE +
+/// site`.
+pub const PC_STRIDE: u64 = 0x1_0000;
+/// The return address at the bottom of every goroutine
+/// (`goexit + PCQuantum`).
+pub const GOEXIT_PC: u64 = PC_BASE - 0x10 + 1;
+
+/// A word of a function's pointer map: true for a pointer slot.
+pub type Bitmap = Vec<bool>;
+
+/// A call site's pointer maps (Go's stack maps, indexed by the PC's
+/// `PCDATA_StackMapIndex`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct Site {
+    /// Locals: bit `i` is the word at `varp - len*P + i*P`.
+    pub locals: Bitmap,
+    /// Arguments: bit `i` is the word at `argp + i*P`.
+    pub args: Bitmap,
+}
+
+/// A stack object: an addressed local (or argument) the GC and copystack
+/// treat as a whole, live or not (`stackObjectRecord`, runtime/stack.go).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StackObject {
+    /// Offset from varp (negative) or from argp (zero or positive).
+    pub off: i64,
+    /// Size in bytes.
+    pub size: u64,
+    /// Its pointer bitmap, one bit per word from its start.
+    pub ptrs: Bitmap,
+}
+
+/// A function: what Go's funcdata says about its frame.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Func {
+    /// Its name, for messages.
+    pub name: String,
+    /// The frame size of its TEXT line (see `spec::guard`).
+    pub frame_size: u64,
+    /// Bytes of arguments and results it reads from its caller's frame.
+    pub args_size: u64,
+    /// `funcMaxSPDelta`: the largest SP delta in the function (at least the
+    /// frame size).
+    pub max_sp_delta: u64,
+    /// NOSPLIT: no prologue check.
+    pub nosplit: bool,
+    /// Call sites; site 0 is where the function stands after its prologue.
+    pub sites: Vec<Site>,
+    /// Stack objects.
+    pub objects: Vec<StackObject>,
+}
+
+impl Func {
+    /// A function with a frame of `frame_size` bytes, no pointers, one site.
+    pub fn new(name: &str, frame_size: u64) -> Func {
+        Func {
+            name: name.to_string(),
+            frame_size,
+            args_size: 0,
+            max_sp_delta: frame_size,
+            nosplit: false,
+            sites: vec![Site::default()],
+            objects: Vec::new(),
+        }
+    }
+}
+
+/// Where a goroutine's innermost function stands.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Pc {
+    /// At the entry of the function (in its prologue, frame not allocated).
+    Entry(usize),
+    /// At a call site of the function, its frame allocated.
+    At(usize, usize),
+}
+
+/// `_Grunnable`, `_Grunning`, ... (runtime/runtime2.go).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum GStatus {
+    /// Ready to run (between operations).
+    Runnable,
+    /// On a CPU, inside the parking steps.
+    Running,
+    /// In a system call.
+    Syscall,
+    /// Blocked (parked on channels).
+    Waiting,
+    /// Finished.
+    Dead,
+}
+
+/// A goroutine (`g`, runtime/runtime2.go): the fields the stack system
+/// reads and writes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct G {
+    /// Its stack; `lo == hi == 0` when it has none.
+    pub stack: Stack,
+    /// `stackguard0`.
+    pub stackguard0: u64,
+    /// `atomicstatus`, without the scan bit.
+    pub status: GStatus,
+    /// `sched.sp`.
+    pub sp: u64,
+    /// `sched.pc`, as the innermost function and where it stands.
+    pub pc: Pc,
+    /// `sched.bp`: the frame pointer register (amd64).
+    pub bp: u64,
+    /// `sched.ctxt`: the closure context register.
+    pub ctxt: u64,
+    /// `stktopsp`: the SP at the bottom frame, to check unwinds.
+    pub stktopsp: u64,
+    /// `syscallsp`: non-zero while in a system call.
+    pub syscallsp: u64,
+    /// `asyncSafePoint`: stopped at an asynchronous safe point.
+    pub async_safe_point: bool,
+    /// `preemptShrink`: shrink at the next synchronous safe point.
+    pub preempt_shrink: bool,
+    /// `parkingOnChan`.
+    pub parking_on_chan: bool,
+    /// `activeStackChans`.
+    pub active_stack_chans: bool,
+    /// `selectDone`: a sender has already chosen one of its select cases.
+    pub select_done: bool,
+    /// `waiting`: its sudogs, in `waitlink` order.
+    pub waiting: Vec<u32>,
+    /// `_defer`: the first defer record (0 for none).
+    pub defer_head: u64,
+    /// `_panic`: the first panic record (0 for none).
+    pub panic_head: u64,
+    /// A test wrote a raw word into its stack ([`State::poke`]); its frames
+    /// may no longer unwind, so the invariant checker does not ask them to.
+    pub corrupted: bool,
+}
+
+/// A channel (`hchan`): its element size, its lock, and its waiting
+/// receivers.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Chan {
+    /// `elemsize`, a multiple of the pointer size.
+    pub elemsize: u64,
+    /// The goroutine holding `lock` (a parking goroutine between its first
+    /// parking step and chanparkcommit), if any.
+    pub locked_by: Option<u32>,
+    /// `recvq`: sudogs of parked receivers, first to be served first.
+    pub recvq: Vec<u32>,
+}
+
+/// A sudog: a goroutine waiting on a channel, and where the value goes.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Sudog {
+    /// The waiting goroutine.
+    pub g: u32,
+    /// The channel.
+    pub c: u32,
+    /// `elem`: the receive slot, in the goroutine's stack.
+    pub elem: u64,
+    /// `isSelect`.
+    pub is_select: bool,
+}
+
+/// Counters of what the stack system did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GStats {
+    /// Stack growths (newstack copies to a larger stack).
+    pub growths: u64,
+    /// Shrinks.
+    pub shrinks: u64,
+    /// Forced moves to a stack of the same size.
+    pub moves: u64,
+    /// Bytes copied by copystack.
+    pub bytes_copied: u64,
+}
+
+/// The goroutine part of the state.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Goroutines {
+    /// The function table.
+    pub funcs: Vec<Func>,
+    /// Goroutines by id.
+    pub gs: BTreeMap<u32, G>,
+    /// The id of the next goroutine.
+    pub next_g: u32,
+    /// Word memory: address to value (absent words read as 0).
+    pub mem: BTreeMap<u64, u64>,
+    /// Channels by id.
+    pub chans: BTreeMap<u32, Chan>,
+    /// Sudogs by id.
+    pub sudogs: BTreeMap<u32, Sudog>,
+    /// The id of the next sudog.
+    pub next_sudog: u32,
+    /// Per P: dead goroutines kept for reuse (`p.gFree`), last freed first.
+    pub p_gfree: BTreeMap<u32, Vec<u32>>,
+    /// `sched.gFree`: dead goroutines with a stack, then without.
+    pub sched_gfree_stack: Vec<u32>,
+    /// `sched.gFree.noStack`.
+    pub sched_gfree_nostack: Vec<u32>,
+    /// `startingStackSize`.
+    pub starting_stack_size: u64,
+    /// `maxstacksize` (as `runtime.main` sets it, or `debug.SetMaxStack`).
+    pub maxstacksize: u64,
+    /// Per P: (`scannedStackSize`, `scannedStacks`).
+    pub scanned: BTreeMap<u32, (u64, u64)>,
+    /// Heap words for heap-allocated defer records: the next free address
+    /// in the current heap span, and its end.
+    pub heap_bump: (u64, u64),
+    /// Counters.
+    pub stats: GStats,
+}
+
+/// What a word written into a frame is.
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+pub enum Slot {
+    /// Word `i` of the locals (bit `i` of the locals map).
+    Local(usize),
+    /// Word `i` of the arguments.
+    Arg(usize),
+    /// Word `w` of stack object `o`.
+    Object(usize, usize),
+}
+
+fn bits(v: &[bool]) -> u64 {
+    v.len() as u64
+}
+
+impl State {
+    fn ptr(&self) -> u64 {
+        self.consts.ptr_size
+    }
+
+    fn word_mask(&self) -> u64 {
+        if self.ptr() == 8 {
+            u64::MAX
+        } else {
+            u64::from(u32::MAX)
+        }
+    }
+
+    fn require_layout(&self) -> Result<(), Throw> {
+        match self.config.profile.goarch {
+            Goarch::Amd64 | Goarch::I386 => Ok(()),
+            a => Err(Misuse::LayoutNotModeled(a.name()).into()),
+        }
+    }
+
+    /// Reads a word of memory.
+    pub fn read_word(&self, addr: u64) -> u64 {
+        self.gor.mem.get(&addr).copied().unwrap_or(0)
+    }
+
+    fn write_mem(&mut self, addr: u64, v: u64) {
+        let v = v & self.word_mask();
+        if v == 0 {
+            self.gor.mem.remove(&addr);
+        } else {
+            self.gor.mem.insert(addr, v);
+        }
+    }
+
+    fn g(&self, id: u32) -> Result<&G, Throw> {
+        self.gor
+            .gs
+            .get(&id)
+            .ok_or_else(|| Misuse::NoSuchG(id).into())
+    }
+
+    fn g_mut(&mut self, id: u32) -> Result<&mut G, Throw> {
+        self.gor
+            .gs
+            .get_mut(&id)
+            .ok_or_else(|| Misuse::NoSuchG(id).into())
+    }
+
+    /// Adds a function to the table after checking that its frame
+    /// description fits its frame; returns its index.
+    pub fn add_func(&mut self, f: Func) -> Result<usize, Throw> {
+        self.require_layout()?;
+        let p = self.ptr();
+        let bad = |why: String| -> Result<usize, Throw> {
+            Err(Misuse::BadFunc(f.name.clone(), why).into())
+        };
+        if f.frame_size % p != 0 || f.args_size % p != 0 {
+            return bad(format!(
+                "frame {} and args {} must be multiples of {p}",
+                f.frame_size, f.args_size
+            ));
+        }
+        if f.frame_size > crate::guard::MAX_FRAMESIZE || f.args_size > crate::guard::MAX_FRAMESIZE {
+            return bad("frame or args larger than the assembler's int32".into());
+        }
+        if f.max_sp_delta < f.frame_size {
+            return bad(format!(
+                "max SP delta {} below the frame size {}",
+                f.max_sp_delta, f.frame_size
+            ));
+        }
+        if f.sites.is_empty() || f.sites.len() as u64 >= PC_STRIDE {
+            return bad("a function needs between 1 and 65535 call sites".into());
+        }
+        let locals_room = self.locals_room(&f);
+        for (i, s) in f.sites.iter().enumerate() {
+            if bits(&s.locals) * p > locals_room || bits(&s.args) * p > f.args_size {
+                return bad(format!("site {i}'s pointer maps run past the frame ({locals_room} bytes of locals, {} of args)", f.args_size));
+            }
+        }
+        for (i, o) in f.objects.iter().enumerate() {
+            let fits = if o.off < 0 {
+                o.off.unsigned_abs() <= locals_room && o.size <= o.off.unsigned_abs()
+            } else {
+                (o.off as u64)
+                    .checked_add(o.size)
+                    .is_some_and(|end| end <= f.args_size)
+            };
+            if o.off.unsigned_abs() % p != 0
+                || o.size % p != 0
+                || !fits
+                || bits(&o.ptrs) * p > o.size
+            {
+                return bad(format!(
+                    "stack object {i} (off {}, size {}) does not fit the frame",
+                    o.off, o.size
+                ));
+            }
+        }
+        if self.gor.funcs.len() as u64 >= (u64::MAX - PC_BASE) / PC_STRIDE {
+            return bad("function table full".into());
+        }
+        self.gor.funcs.push(f);
+        Ok(self.gor.funcs.len() - 1)
+    }
+
+    /// Bytes of locals below varp: the frame less the saved-BP slot.
+    fn locals_room(&self, f: &Func) -> u64 {
+        if self.saves_bp(f.frame_size) {
+            f.frame_size - self.ptr()
+        } else {
+            f.frame_size
+        }
+    }
+
+    /// Whether a frame of this size saves the caller's BP (amd64 with a
+    /// frame: framepointer_enabled).
+    fn saves_bp(&self, frame_size: u64) -> bool {
+        self.config.profile.goarch == Goarch::Amd64 && frame_size > 0
+    }
+
+    fn encode_pc(&self, func: usize, site: usize) -> u64 {
+        PC_BASE + func as u64 * PC_STRIDE + site as u64
+    }
+
+    /// The function and site a return address names (`findfunc` and the
+    /// stack-map index), or None.
+    fn decode_pc(&self, pc: u64) -> Option<(usize, usize)> {
+        let rel = pc.checked_sub(PC_BASE)?;
+        let (f, site) = ((rel / PC_STRIDE) as usize, (rel % PC_STRIDE) as usize);
+        let func = self.gor.funcs.get(f)?;
+        (site < func.sites.len()).then_some((f, site))
+    }
+}
+
+/// One frame as the unwinder sees it (`stkframe`, runtime/stkframe.go).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Frame {
+    /// The function.
+    pub func: usize,
+    /// The call site, or None at the function's entry.
+    pub site: Option<usize>,
+    /// Lowest address of the frame.
+    pub sp: u64,
+    /// The caller's SP (above the return address).
+    pub fp: u64,
+    /// Top of the locals.
+    pub varp: u64,
+    /// Start of the arguments.
+    pub argp: u64,
+}
+
+impl State {
+    /// The frames of goroutine `gid`, innermost first, read from its stack
+    /// memory as Go's unwinder reads them (runtime/traceback.go). Ends at
+    /// the goexit return address, where the SP must be `stktopsp`.
+    pub fn frames(&self, gid: u32) -> Result<Vec<Frame>, Throw> {
+        let g = self.g(gid)?;
+        let p = self.ptr();
+        let mut out = Vec::new();
+        let (mut func, mut site) = match g.pc {
+            Pc::Entry(f) => (f, None),
+            Pc::At(f, s) => (f, Some(s)),
+        };
+        let mut sp = g.sp;
+        loop {
+            let f = &self.gor.funcs[func];
+            let size = if site.is_some() { f.frame_size } else { 0 };
+            let fp = sp + size + p;
+            let varp = if size > 0 && self.saves_bp(size) {
+                fp - 2 * p
+            } else {
+                fp - p
+            };
+            out.push(Frame {
+                func,
+                site,
+                sp,
+                fp,
+                varp,
+                argp: fp,
+            });
+            if fp > g.stack.hi || out.len() as u64 > (g.stack.hi - g.stack.lo) / p {
+                return Err(GoThrow::UnknownCallerPc.into());
+            }
+            let lr = self.read_word(fp - p);
+            if lr == GOEXIT_PC {
+                if fp != g.stktopsp {
+                    return Err(GoThrow::TracebackDidNotUnwind.into());
+                }
+                return Ok(out);
+            }
+            let (cf, cs) = self
+                .decode_pc(lr)
+                .ok_or(Throw::Go(GoThrow::UnknownCallerPc))?;
+            func = cf;
+            site = Some(cs);
+            sp = fp;
+        }
+    }
+
+    /// Creates a goroutine that will run function `func`, and runs its
+    /// entry (the prologue check, growing if needed, and the frame push).
+    ///
+    /// Go: `newproc1` (runtime/proc.go): a dead goroutine from `gfget` or a
+    /// new one from `malg(stackMin)`, then `gostartcallfn` pushes the goexit
+    /// return address below `stktopsp`.
+    pub fn spawn(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
+        self.transact(|s| {
+            s.require_layout()?;
+            let p = ctx.p.ok_or(Throw::Misuse(Misuse::NeedsP("newproc")))?;
+            s.stack_p_exists(p)?;
+            if func >= s.gor.funcs.len() {
+                return Err(Misuse::NoSuchFunc(func).into());
+            }
+            let id = match s.gfget(ctx, p)? {
+                Some(id) => id,
+                None => {
+                    // malg(stackMin): round2(stackSystem + stackMin), i.e.
+                    // fixedStack, whatever startingStackSize is.
+                    let n = (s.consts.stack_system + s.consts.stack_min).next_power_of_two();
+                    let stk = s.stackalloc_inner(ctx, n)?;
+                    let id = s.gor.next_g;
+                    s.gor.next_g += 1;
+                    s.gor.gs.insert(id, s.new_g(stk));
+                    id
+                }
+            };
+            let ptr = s.ptr();
+            let guard = s.consts.stack_guard;
+            let g = s.g_mut(id)?;
+            // newproc1: leave 4 words at the top; gostartcall pushes goexit.
+            // execute() gives the guard back when the goroutine is scheduled,
+            // which here is at once.
+            g.stktopsp = g.stack.hi - 4 * ptr;
+            g.sp = g.stktopsp - ptr;
+            g.pc = Pc::Entry(func);
+            g.status = GStatus::Runnable;
+            g.stackguard0 = g.stack.lo + guard;
+            let sp = g.sp;
+            s.write_mem(sp, GOEXIT_PC);
+            s.enter(ctx, id)?;
+            Ok(id)
+        })
+    }
+
+    fn new_g(&self, stk: Stack) -> G {
+        G {
+            stack: stk,
+            stackguard0: stk.lo + self.consts.stack_guard,
+            status: GStatus::Dead,
+            sp: 0,
+            pc: Pc::Entry(0),
+            bp: 0,
+            ctxt: 0,
+            stktopsp: 0,
+            syscallsp: 0,
+            async_safe_point: false,
+            preempt_shrink: false,
+            parking_on_chan: false,
+            active_stack_chans: false,
+            select_done: false,
+            waiting: Vec::new(),
+            defer_head: 0,
+            panic_head: 0,
+            corrupted: false,
+        }
+    }
+
+    fn stack_p_exists(&self, p: u32) -> Result<(), Throw> {
+        if self.ps.contains_key(&p) {
+            Ok(())
+        } else {
+            Err(Misuse::NoSuchP(p).into())
+        }
+    }
+
+    /// Go: `gfget` (runtime/proc.go): a dead goroutine from P's free list
+    /// (refilled from the global lists up to 32), its stack replaced when
+    /// it is not of `startingStackSize`.
+    fn gfget(&mut self, ctx: Ctx, p: u32) -> Result<Option<u32>, Throw> {
+        let local = self.gor.p_gfree.entry(p).or_default();
+        if local.is_empty() {
+            while local.len() < 32 {
+                let next = if let Some(g) = self.gor.sched_gfree_stack.pop() {
+                    g
+                } else if let Some(g) = self.gor.sched_gfree_nostack.pop() {
+                    g
+                } else {
+                    break;
+                };
+                local.push(next);
+            }
+        }
+        let Some(id) = self.gor.p_gfree.entry(p).or_default().pop() else {
+            return Ok(None);
+        };
+        let stk = self.g(id)?.stack;
+        let start = self.gor.starting_stack_size;
+        if stk.lo != 0 && stk.hi - stk.lo != start {
+            self.stackfree_inner(ctx, stk)?;
+            self.g_mut(id)?.stack = Stack { lo: 0, hi: 0 };
+        }
+        if self.g(id)?.stack.lo == 0 {
+            let stk = self.stackalloc_inner(ctx, start)?;
+            let guard = stk.lo + self.consts.stack_guard;
+            let g = self.g_mut(id)?;
+            g.stack = stk;
+            g.stackguard0 = guard;
+        }
+        let fresh = self.new_g(self.g(id)?.stack);
+        *self.g_mut(id)? = fresh;
+        Ok(Some(id))
+    }
+
+    /// Runs the entry of the innermost function (at `Pc::Entry`): its
+    /// prologue check (unless NOSPLIT), `newstack` while it fails, then the
+    /// frame push (on amd64 the caller's BP is saved at the top of the
+    /// frame and BP points at it).
+    fn enter(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        let Pc::Entry(func) = self.g(gid)?.pc else {
+            return Err(Misuse::NotAtEntry(gid).into());
+        };
+        let f = self.gor.funcs[func].clone();
+        if !f.nosplit {
+            // A preemption request is served once; growth may need a
+            // second pass (newstack doubles until the frame fits).
+            for _ in 0..64 {
+                let g = self.g(gid)?;
+                if !crate::guard::needs_morestack(
+                    &self.config.profile,
+                    f.frame_size,
+                    g.sp,
+                    g.stackguard0,
+                )? {
+                    break;
+                }
+                self.newstack(ctx, gid)?;
+            }
+        }
+        let p = self.ptr();
+        let g = self.g(gid)?.clone();
+        let new_sp =
+            g.sp.checked_sub(f.frame_size)
+                .filter(|&sp| sp >= g.stack.lo);
+        let Some(new_sp) = new_sp else {
+            // Only a NOSPLIT function can get here: Go would run off the
+            // bottom of the stack.
+            return Err(GoThrow::SplitStackOverflow.into());
+        };
+        let mut bp = g.bp;
+        if self.saves_bp(f.frame_size) {
+            let slot = g.sp - p;
+            self.write_mem(slot, g.bp);
+            bp = slot;
+        }
+        // The compiler zeroes the frame's pointer slots (every word any
+        // site's locals map marks, and the stack objects) before they can
+        // be live; other words keep whatever the memory held.
+        let varp = if self.saves_bp(f.frame_size) {
+            g.sp - p
+        } else {
+            g.sp
+        };
+        let room = self.locals_room(&f);
+        let most = f.sites.iter().map(|s| s.locals.len()).max().unwrap_or(0);
+        for i in 0..most {
+            if f.sites.iter().any(|s| s.locals.get(i) == Some(&true)) {
+                self.write_mem(varp - most as u64 * p + i as u64 * p, 0);
+            }
+        }
+        for o in f.objects.iter().filter(|o| o.off < 0) {
+            for w in 0..o.size / p {
+                self.write_mem(varp - o.off.unsigned_abs() + w * p, 0);
+            }
+        }
+        let _ = room;
+        let g = self.g_mut(gid)?;
+        g.sp = new_sp;
+        g.bp = bp;
+        g.pc = Pc::At(func, 0);
+        Ok(())
+    }
+
+    /// The innermost function calls `callee` from its call site `site`: the
+    /// CALL pushes the return address, then the callee's entry runs.
+    pub fn call(&mut self, ctx: Ctx, gid: u32, site: usize, callee: usize) -> Result<(), Throw> {
+        self.transact(|s| {
+            s.require_runnable(gid)?;
+            let Pc::At(func, _) = s.g(gid)?.pc else {
+                return Err(Misuse::NotAtEntry(gid).into());
+            };
+            if site >= s.gor.funcs[func].sites.len() {
+                return Err(Misuse::NoSuchSite(func, site).into());
+            }
+            if callee >= s.gor.funcs.len() {
+                return Err(Misuse::NoSuchFunc(callee).into());
+            }
+            let p = s.ptr();
+            let g = s.g(gid)?.clone();
+            if g.sp < g.stack.lo + p {
+                return Err(GoThrow::SplitStackOverflow.into());
+            }
+            let ret = s.encode_pc(func, site);
+            s.write_mem(g.sp - p, ret);
+            let g = s.g_mut(gid)?;
+            g.sp -= p;
+            g.pc = Pc::Entry(callee);
+            s.enter(ctx, gid)
+        })
+    }
+
+    /// The innermost function returns: its frame is popped, BP restored
+    /// (amd64), and the return address popped. Returning from the bottom
+    /// function ends the goroutine (`goexit`).
+    pub fn ret(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        self.transact(|s| {
+            s.require_runnable(gid)?;
+            let frames = s.frames(gid)?;
+            let top = &frames[0];
+            let p = s.ptr();
+            let f = &s.gor.funcs[top.func];
+            let saved_bp = if s.saves_bp(f.frame_size) {
+                s.read_word(top.varp)
+            } else {
+                s.g(gid)?.bp
+            };
+            let ret = s.read_word(top.fp - p);
+            if ret == GOEXIT_PC {
+                return s.goexit(ctx, gid);
+            }
+            let (cf, cs) = s
+                .decode_pc(ret)
+                .ok_or(Throw::Go(GoThrow::UnknownCallerPc))?;
+            let g = s.g_mut(gid)?;
+            g.sp = top.fp;
+            g.bp = saved_bp;
+            g.pc = Pc::At(cf, cs);
+            Ok(())
+        })
+    }
+
+    /// The innermost frame moves to call site `site` (its live pointer maps
+    /// change).
+    pub fn set_site(&mut self, gid: u32, site: usize) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        let Pc::At(f, _) = self.g(gid)?.pc else {
+            return Err(Misuse::NotAtEntry(gid).into());
+        };
+        if site >= self.gor.funcs[f].sites.len() {
+            return Err(Misuse::NoSuchSite(f, site).into());
+        }
+        self.g_mut(gid)?.pc = Pc::At(f, site);
+        Ok(())
+    }
+
+    fn require_runnable(&self, gid: u32) -> Result<(), Throw> {
+        let g = self.g(gid)?;
+        if g.status == GStatus::Runnable && g.waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(Misuse::GNotRunnable(gid).into())
+        }
+    }
+
+    /// The address of a slot of frame `frame` (0 = innermost).
+    pub fn slot_addr(&self, gid: u32, frame: usize, slot: Slot) -> Result<u64, Throw> {
+        let frames = self.frames(gid)?;
+        let fr = frames
+            .get(frame)
+            .ok_or(Throw::Misuse(Misuse::NoSuchFrame(gid, frame)))?;
+        let f = &self.gor.funcs[fr.func];
+        let p = self.ptr();
+        let locals = self.locals_room(f);
+        let bad = || Throw::Misuse(Misuse::NoSuchSlot(gid, frame));
+        match slot {
+            Slot::Local(i) if fr.site.is_some() && (i as u64 + 1) * p <= locals => {
+                Ok(fr.varp - locals + i as u64 * p)
+            }
+            Slot::Arg(i) if (i as u64 + 1) * p <= f.args_size => Ok(fr.argp + i as u64 * p),
+            Slot::Object(o, w) => {
+                let obj = f.objects.get(o).ok_or_else(bad)?;
+                if (w as u64 + 1) * p > obj.size || (obj.off < 0 && fr.site.is_none()) {
+                    return Err(bad());
+                }
+                let base = if obj.off < 0 {
+                    fr.varp - obj.off.unsigned_abs()
+                } else {
+                    fr.argp + obj.off as u64
+                };
+                Ok(base + w as u64 * p)
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// Writes `value` into a slot of frame `frame` (0 = innermost): a
+    /// pointer into this stack, a heap pointer, nil, or junk.
+    pub fn write_slot(
+        &mut self,
+        gid: u32,
+        frame: usize,
+        slot: Slot,
+        value: u64,
+    ) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        if value > self.word_mask() {
+            return Err(Invalid::NotAPointer {
+                value,
+                bits: 8 * self.ptr() as u32,
+            }
+            .into());
+        }
+        let addr = self.slot_addr(gid, frame, slot)?;
+        self.write_mem(addr, value);
+        Ok(())
+    }
+
+    /// Writes any word of a goroutine's used stack, return addresses
+    /// included: the hostile operation that lets tests corrupt frames.
+    pub fn poke(&mut self, gid: u32, addr: u64, value: u64) -> Result<(), Throw> {
+        let g = self.g(gid)?;
+        let p = self.ptr();
+        if addr < g.sp || addr >= g.stack.hi || addr % p != 0 || value > self.word_mask() {
+            return Err(Misuse::NotInUsedStack(gid, addr).into());
+        }
+        self.write_mem(addr, value);
+        self.g_mut(gid)?.corrupted = true;
+        Ok(())
+    }
+
+    /// Sets the closure-context register (`sched.ctxt`).
+    pub fn set_ctxt(&mut self, gid: u32, value: u64) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        self.g_mut(gid)?.ctxt = value & self.word_mask();
+        Ok(())
+    }
+
+    /// Pushes a defer record for frame `frame` calling `fn_value`: on the
+    /// heap, or at a stack object of the frame (`deferprocStack`). The
+    /// record is three words {fn, sp, link} (`_defer`, runtime/runtime2.go).
+    pub fn defer_push(
+        &mut self,
+        gid: u32,
+        frame: usize,
+        fn_value: u64,
+        on_stack: Option<usize>,
+    ) -> Result<u64, Throw> {
+        self.transact(|s| {
+            s.require_runnable(gid)?;
+            let p = s.ptr();
+            let frames = s.frames(gid)?;
+            let fr = frames
+                .get(frame)
+                .ok_or(Throw::Misuse(Misuse::NoSuchFrame(gid, frame)))?
+                .clone();
+            let d = match on_stack {
+                Some(o) => {
+                    let obj = s.gor.funcs[fr.func]
+                        .objects
+                        .get(o)
+                        .ok_or(Throw::Misuse(Misuse::NoSuchSlot(gid, frame)))?;
+                    if obj.size < 3 * p {
+                        return Err(Misuse::NoSuchSlot(gid, frame).into());
+                    }
+                    s.slot_addr(gid, frame, Slot::Object(o, 0))?
+                }
+                None => s.heap_words(3)?,
+            };
+            let head = s.g(gid)?.defer_head;
+            s.write_mem(d, fn_value);
+            s.write_mem(d + p, fr.sp);
+            s.write_mem(d + 2 * p, head);
+            s.g_mut(gid)?.defer_head = d;
+            Ok(d)
+        })
+    }
+
+    /// Pops the first defer record (it ran).
+    pub fn defer_pop(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        let head = self.g(gid)?.defer_head;
+        if head == 0 {
+            return Err(Misuse::NoDefer(gid).into());
+        }
+        let link = self.read_word(head + 2 * self.ptr());
+        self.g_mut(gid)?.defer_head = link;
+        Ok(())
+    }
+
+    /// Sets the head of the panic list (`gp._panic`) to a panic record at a
+    /// stack object of frame `frame`; the record's first word links to the
+    /// previous head.
+    pub fn panic_push(&mut self, gid: u32, frame: usize, object: usize) -> Result<u64, Throw> {
+        self.transact(|s| {
+            s.require_runnable(gid)?;
+            let addr = s.slot_addr(gid, frame, Slot::Object(object, 0))?;
+            let head = s.g(gid)?.panic_head;
+            s.write_mem(addr, head);
+            s.g_mut(gid)?.panic_head = addr;
+            Ok(addr)
+        })
+    }
+
+    /// Takes `n` words of heap memory (for heap defer records), from heap
+    /// spans taken one page at a time.
+    fn heap_words(&mut self, n: u64) -> Result<u64, Throw> {
+        let bytes = n * self.ptr();
+        let (next, end) = self.gor.heap_bump;
+        if next + bytes <= end && next != 0 {
+            self.gor.heap_bump.0 += bytes;
+            return Ok(next);
+        }
+        let base = self.heap.alloc_heap(1)?;
+        self.gor.heap_bump = (base + bytes, base + crate::heap::PAGE_SIZE);
+        Ok(base)
+    }
+
+    /// Asks goroutine `gid` to stop at its next prologue: `stackguard0 =
+    /// stackPreempt` (`preemptone`, runtime/proc.go).
+    pub fn request_preempt(&mut self, gid: u32) -> Result<(), Throw> {
+        let preempt = self.consts.stack_preempt;
+        let g = self.g_mut(gid)?;
+        if g.status == GStatus::Dead {
+            return Err(Misuse::GNotRunnable(gid).into());
+        }
+        g.stackguard0 = preempt;
+        Ok(())
+    }
+
+    /// Asks for a stack move at the next prologue: `stackguard0 =
+    /// stackForceMove` (as `gcTestMoveStackOnNextCall` does).
+    pub fn request_force_move(&mut self, gid: u32) -> Result<(), Throw> {
+        let force = self.consts.stack_force_move;
+        let g = self.g_mut(gid)?;
+        if g.status == GStatus::Dead {
+            return Err(Misuse::GNotRunnable(gid).into());
+        }
+        g.stackguard0 = force;
+        Ok(())
+    }
+
+    /// Sets `maxstacksize` (`debug.SetMaxStack`, runtime/debug).
+    pub fn set_max_stack(&mut self, bytes: u64) {
+        self.gor.maxstacksize = bytes;
+    }
+
+    /// Go: `newstack` (runtime/stack.go), entered from morestack with the
+    /// goroutine at the entry of the function whose prologue failed.
+    fn newstack(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        let c = self.consts.clone();
+        let g = self.g(gid)?.clone();
+        if g.stackguard0 == c.stack_fork {
+            return Err(GoThrow::StackGrowthAfterFork.into());
+        }
+        let preempt = g.stackguard0 == c.stack_preempt;
+        if g.stack.lo == 0 {
+            return Err(GoThrow::MissingStackInNewstack.into());
+        }
+        // On x86 morestack's own return address sits below sched.sp.
+        let sp = g.sp.wrapping_sub(self.ptr());
+        if sp < g.stack.lo {
+            return Err(GoThrow::SplitStackOverflow.into());
+        }
+        if preempt {
+            // canPreemptM holds; shrink if the GC asked, then the goroutine
+            // yields (gopreempt_m) and, rescheduled, gets its guard back
+            // (execute).
+            if g.preempt_shrink {
+                self.g_mut(gid)?.preempt_shrink = false;
+                self.shrinkstack(ctx, gid)?;
+            }
+            let g = self.g_mut(gid)?;
+            g.stackguard0 = g.stack.lo + c.stack_guard;
+            return Ok(());
+        }
+        let oldsize = g.stack.hi - g.stack.lo;
+        let mut newsize = oldsize * 2;
+        let Pc::Entry(fi) = g.pc else {
+            return Err(Misuse::NotAtEntry(gid).into());
+        };
+        let needed = self.gor.funcs[fi].max_sp_delta + c.stack_guard;
+        let used = g.stack.hi - g.sp;
+        while newsize - used < needed {
+            newsize *= 2;
+        }
+        if g.stackguard0 == c.stack_force_move {
+            newsize = oldsize;
+        }
+        let ceiling = c.maxstackceiling;
+        if newsize > self.gor.maxstacksize || newsize > ceiling {
+            return Err(GoThrow::StackOverflow.into());
+        }
+        if newsize == oldsize {
+            self.gor.stats.moves += 1;
+        } else {
+            self.gor.stats.growths += 1;
+        }
+        self.copystack(ctx, gid, newsize)
+    }
+
+    /// Go: `isShrinkStackSafe` (runtime/stack.go).
+    pub fn is_shrink_stack_safe(&self, gid: u32) -> Result<bool, Throw> {
+        let g = self.g(gid)?;
+        Ok(g.syscallsp == 0 && !g.async_safe_point && !g.parking_on_chan)
+    }
+
+    /// Go: `shrinkstack` (runtime/stack.go): halve the stack if that leaves
+    /// at least fixedStack and the used part plus the nosplit budget is
+    /// under a quarter of it.
+    fn shrinkstack(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        let g = self.g(gid)?.clone();
+        if g.stack.lo == 0 {
+            return Err(GoThrow::MissingStackInShrinkstack.into());
+        }
+        if !self.is_shrink_stack_safe(gid)? {
+            return Err(GoThrow::ShrinkstackAtBadTime.into());
+        }
+        let oldsize = g.stack.hi - g.stack.lo;
+        let newsize = oldsize / 2;
+        if newsize < self.consts.fixed_stack {
+            return Ok(());
+        }
+        let avail = oldsize;
+        let used = g.stack.hi - g.sp + self.consts.stack_nosplit;
+        if used >= avail / 4 {
+            return Ok(());
+        }
+        self.gor.stats.shrinks += 1;
+        self.copystack(ctx, gid, newsize)
+    }
+
+    fn adjustpointer(&mut self, old: Stack, delta: u64, addr: u64) {
+        let v = self.read_word(addr);
+        if old.lo <= v && v < old.hi {
+            self.write_mem(addr, v.wrapping_add(delta));
+        }
+    }
+
+    /// Go: `adjustpointers` (runtime/stack.go): adjust the words at `scanp`
+    /// whose bits are set; with `check`, a small non-zero value in a pointer
+    /// slot is "invalid pointer found on stack".
+    fn adjustpointers(
+        &mut self,
+        scanp: u64,
+        bv: &[bool],
+        old: Stack,
+        delta: u64,
+        check: bool,
+    ) -> Result<(), Throw> {
+        let p = self.ptr();
+        // Below sghi Go uses CAS; sequentially that is this same write.
+        for (i, &bit) in bv.iter().enumerate() {
+            if !bit {
+                continue;
+            }
+            let addr = scanp + i as u64 * p;
+            let v = self.read_word(addr);
+            if check && 0 < v && v < self.consts.min_legal_pointer {
+                return Err(GoThrow::InvalidPointerOnStack.into());
+            }
+            if old.lo <= v && v < old.hi {
+                self.write_mem(addr, v.wrapping_add(delta));
+            }
+        }
+        Ok(())
+    }
+
+    /// Go: `adjustframe` (runtime/stack.go): the saved frame pointer, the
+    /// locals and arguments by their maps, and every stack object not below
+    /// SP.
+    fn adjustframe(&mut self, fr: &Frame, old: Stack, delta: u64) -> Result<(), Throw> {
+        let p = self.ptr();
+        let f = self.gor.funcs[fr.func].clone();
+        if self.config.profile.goarch == Goarch::Amd64 && fr.argp - fr.varp == 2 * p {
+            self.adjustpointer(old, delta, fr.varp);
+        }
+        let (locals, args) = match fr.site {
+            Some(s) => (f.sites[s].locals.clone(), f.sites[s].args.clone()),
+            // At entry there are no locals yet; the arguments use site 0's
+            // map.
+            None => (Vec::new(), f.sites[0].args.clone()),
+        };
+        if !locals.is_empty() && fr.varp > fr.sp {
+            let size = locals.len() as u64 * p;
+            self.adjustpointers(fr.varp - size, &locals, old, delta, true)?;
+        }
+        if !args.is_empty() {
+            self.adjustpointers(fr.argp, &args, old, delta, false)?;
+        }
+        for obj in &f.objects {
+            let base = if obj.off < 0 {
+                fr.varp - obj.off.unsigned_abs()
+            } else {
+                fr.argp + obj.off as u64
+            };
+            if base < fr.sp {
+                // Not allocated yet: the frame is at its entry.
+                continue;
+            }
+            for (i, &bit) in obj.ptrs.iter().enumerate() {
+                if bit {
+                    self.adjustpointer(old, delta, base + i as u64 * p);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Go: `findsghi` (runtime/stack.go): the highest end of a sudog's
+    /// element inside the stack.
+    fn findsghi(&self, gid: u32, stk: Stack) -> Result<u64, Throw> {
+        let mut sghi = 0;
+        for sid in &self.g(gid)?.waiting {
+            let sg = &self.gor.sudogs[sid];
+            let end = sg.elem + self.gor.chans[&sg.c].elemsize;
+            if stk.lo <= end && end < stk.hi && end > sghi {
+                sghi = end;
+            }
+        }
+        Ok(sghi)
+    }
+
+    fn copy_words(&mut self, from: u64, to: u64, len: u64) {
+        let p = self.ptr();
+        let words: Vec<(u64, u64)> = (0..len / p)
+            .map(|i| (i * p, self.read_word(from + i * p)))
+            .collect();
+        for (off, v) in words {
+            self.write_mem(to + off, v);
+        }
+    }
+
+    /// Go: `copystack` (runtime/stack.go).
+    fn copystack(&mut self, ctx: Ctx, gid: u32, newsize: u64) -> Result<(), Throw> {
+        let g = self.g(gid)?.clone();
+        if g.syscallsp != 0 {
+            return Err(GoThrow::StackGrowthInSyscall.into());
+        }
+        let old = g.stack;
+        if old.lo == 0 {
+            return Err(GoThrow::NilStackbase.into());
+        }
+        let used = old.hi - g.sp;
+        let new = self.stackalloc_inner(ctx, newsize)?;
+        if self.config.poison_copy {
+            self.fill(new, 0xfd);
+        }
+        let delta = new.hi.wrapping_sub(old.hi);
+        let mut sghi = 0;
+        let mut ncopy = used;
+        if !g.active_stack_chans {
+            if newsize < old.hi - old.lo && g.parking_on_chan {
+                return Err(GoThrow::RacySudogAdjustment.into());
+            }
+            self.adjustsudogs(gid, old, delta)?;
+        } else {
+            sghi = self.findsghi(gid, old)?;
+            // syncadjustsudogs: lock the distinct channels, adjust, copy the
+            // part of the stack up to sghi, unlock.
+            for sid in &g.waiting {
+                let c = self.gor.sudogs[sid].c;
+                if self.gor.chans[&c].locked_by.is_some() {
+                    return Err(Misuse::WouldBlock(
+                        "copystack: a channel the goroutine waits on is locked",
+                    )
+                    .into());
+                }
+            }
+            self.adjustsudogs(gid, old, delta)?;
+            if sghi != 0 {
+                let old_bot = old.hi - used;
+                let sgsize = sghi - old_bot;
+                self.copy_words(old_bot, old_bot.wrapping_add(delta), sgsize);
+                ncopy -= sgsize;
+            }
+        }
+        self.copy_words(old.hi - ncopy, new.hi - ncopy, ncopy);
+        self.gor.stats.bytes_copied += used;
+        // adjustctxt, adjustdefers, adjustpanics.
+        let adj = |v: u64| {
+            if old.lo <= v && v < old.hi {
+                v.wrapping_add(delta)
+            } else {
+                v
+            }
+        };
+        let p = self.ptr();
+        {
+            let gm = self.g_mut(gid)?;
+            gm.ctxt = adj(gm.ctxt);
+            gm.bp = adj(gm.bp);
+            gm.defer_head = adj(gm.defer_head);
+        }
+        let mut d = self.g(gid)?.defer_head;
+        let mut guard = 0;
+        while d != 0 && guard < 1 << 16 {
+            self.adjustpointer(old, delta, d);
+            self.adjustpointer(old, delta, d + p);
+            self.adjustpointer(old, delta, d + 2 * p);
+            d = self.read_word(d + 2 * p);
+            guard += 1;
+        }
+        let guard = self.consts.stack_guard;
+        {
+            let gm = self.g_mut(gid)?;
+            gm.panic_head = adj(gm.panic_head);
+            gm.stack = new;
+            gm.stackguard0 = new.lo + guard;
+            gm.sp = new.hi - used;
+            gm.stktopsp = gm.stktopsp.wrapping_add(delta);
+        }
+        let _ = sghi;
+        for fr in self.frames(gid)? {
+            self.adjustframe(&fr, old, delta)?;
+        }
+        if self.config.poison_copy {
+            self.fill(old, 0xfc);
+        }
+        self.stackfree_inner(ctx, old)
+    }
+
+    fn fill(&mut self, stk: Stack, byte: u8) {
+        let p = self.ptr();
+        let word = u64::from_ne_bytes([byte; 8]) & self.word_mask();
+        for a in (stk.lo..stk.hi).step_by(p as usize) {
+            self.write_mem(a, word);
+        }
+    }
+
+    /// Go: `adjustsudogs` (runtime/stack.go).
+    fn adjustsudogs(&mut self, gid: u32, old: Stack, delta: u64) -> Result<(), Throw> {
+        for sid in self.g(gid)?.waiting.clone() {
+            let sg = self.gor.sudogs.get_mut(&sid).expect("waiting sudogs exist");
+            if old.lo <= sg.elem && sg.elem < old.hi {
+                sg.elem = sg.elem.wrapping_add(delta);
+            }
+        }
+        Ok(())
+    }
+
+    /// Goroutine `gid` enters a system call (`entersyscall`): `syscallsp`
+    /// is set and its stack may not move.
+    pub fn enter_syscall(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        let g = self.g_mut(gid)?;
+        g.syscallsp = g.sp;
+        g.status = GStatus::Syscall;
+        Ok(())
+    }
+
+    /// Goroutine `gid` leaves its system call (`exitsyscall`).
+    pub fn exit_syscall(&mut self, gid: u32) -> Result<(), Throw> {
+        let g = self.g_mut(gid)?;
+        if g.status != GStatus::Syscall {
+            return Err(Misuse::GNotRunnable(gid).into());
+        }
+        g.syscallsp = 0;
+        g.status = GStatus::Runnable;
+        Ok(())
+    }
+
+    /// Marks goroutine `gid` as stopped at an asynchronous safe point (or
+    /// not): `asyncSafePoint`.
+    pub fn set_async_safe_point(&mut self, gid: u32, on: bool) -> Result<(), Throw> {
+        self.g_mut(gid)?.async_safe_point = on;
+        Ok(())
+    }
+
+    /// The GC scans goroutine `gid`'s stack from P `p` (`scanstack`,
+    /// runtime/mgcmark.go): it counts the scanned bytes for the starting
+    /// stack size, then shrinks the stack if that is safe, or asks for a
+    /// shrink at the next synchronous safe point (`preemptShrink`).
+    pub fn gc_scan(&mut self, p: u32, gid: u32) -> Result<(), Throw> {
+        self.transact(|s| {
+            if s.gcphase == crate::stack::GcPhase::Off {
+                return Err(Misuse::WrongGcPhase {
+                    op: "scanstack",
+                    needs: "_GCmark",
+                    found: "_GCoff",
+                }
+                .into());
+            }
+            s.stack_p_exists(p)?;
+            let g = s.g(gid)?.clone();
+            match g.status {
+                GStatus::Dead => return Ok(()),
+                GStatus::Running => {
+                    return Err(Misuse::WouldBlock(
+                        "scanstack: the goroutine is running; suspendG waits",
+                    )
+                    .into())
+                }
+                _ => {}
+            }
+            let sp = if g.syscallsp != 0 { g.syscallsp } else { g.sp };
+            let e = s.gor.scanned.entry(p).or_default();
+            e.0 += g.stack.hi - sp;
+            e.1 += 1;
+            if s.is_shrink_stack_safe(gid)? {
+                s.shrinkstack(Ctx::on(p), gid)
+            } else {
+                s.g_mut(gid)?.preempt_shrink = true;
+                Ok(())
+            }
+        })
+    }
+
+    /// Go: `gcComputeStartingStackSize` (runtime/stack.go), run at the end of
+    /// each GC: the average scanned stack plus the guard, rounded up to a
+    /// power of two, between fixedStack and maxstacksize.
+    pub fn gc_compute_starting_stack_size(&mut self) {
+        let (mut size, mut n) = (0u64, 0u64);
+        for (_, (s, c)) in std::mem::take(&mut self.gor.scanned) {
+            size += s;
+            n += c;
+        }
+        let fixed = self.consts.fixed_stack;
+        if n == 0 {
+            self.gor.starting_stack_size = fixed;
+            return;
+        }
+        let avg =
+            (size / n + self.consts.stack_guard).clamp(fixed, self.gor.maxstacksize.max(fixed));
+        self.gor.starting_stack_size = avg.next_power_of_two();
+    }
+
+    /// Go: `goexit0` → `gdestroy` → `gfput` (runtime/proc.go): the
+    /// goroutine dies; its stack is freed unless it has the starting size,
+    /// and it goes on P's free list (spilling half to the global lists at
+    /// 64).
+    fn goexit(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        let p = ctx.p.ok_or(Throw::Misuse(Misuse::NeedsP("goexit")))?;
+        self.stack_p_exists(p)?;
+        let stk = self.g(gid)?.stack;
+        let start = self.gor.starting_stack_size;
+        {
+            let g = self.g_mut(gid)?;
+            g.status = GStatus::Dead;
+            g.defer_head = 0;
+            g.panic_head = 0;
+            g.ctxt = 0;
+        }
+        if stk.hi - stk.lo != start {
+            self.stackfree_inner(ctx, stk)?;
+            let g = self.g_mut(gid)?;
+            g.stack = Stack { lo: 0, hi: 0 };
+            g.stackguard0 = 0;
+        }
+        let local = self.gor.p_gfree.entry(p).or_default();
+        local.push(gid);
+        if local.len() >= 64 {
+            while local.len() >= 32 {
+                let g = local.pop().expect("non-empty");
+                if self.gor.gs[&g].stack.lo == 0 {
+                    self.gor.sched_gfree_nostack.push(g);
+                } else {
+                    self.gor.sched_gfree_stack.push(g);
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// Ends goroutine `gid` from wherever it stands (`runtime.Goexit`).
+    pub fn exit(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        self.transact(|s| {
+            s.require_runnable(gid)?;
+            s.goexit(ctx, gid)
+        })
+    }
+}
+
+impl State {
+    /// Makes a channel with elements of `elemsize` bytes (a multiple of the
+    /// pointer size, at most 64 KiB as `makechan` allows); returns its id.
+    pub fn make_chan(&mut self, elemsize: u64) -> Result<u32, Throw> {
+        if elemsize % self.ptr() != 0 || elemsize >= 1 << 16 {
+            return Err(Misuse::BadElemSize(elemsize).into());
+        }
+        let id = self.gor.chans.len() as u32;
+        self.gor.chans.insert(
+            id,
+            Chan {
+                elemsize,
+                locked_by: None,
+                recvq: Vec::new(),
+            },
+        );
+        Ok(id)
+    }
+
+    /// First parking step of a blocking receive (`chanrecv`) or a select
+    /// (`selectgo`) on the channels of `cases`, each with the address of its
+    /// receive slot in the goroutine's used stack: the channels are locked
+    /// in lock order (by id), one sudog per case is queued on its channel,
+    /// and `gp.waiting` lists them in lock order. The goroutine is now
+    /// running inside gopark.
+    pub fn park_begin(&mut self, gid: u32, cases: &[(u32, u64)]) -> Result<(), Throw> {
+        self.transact(|s| {
+            s.require_runnable(gid)?;
+            let g = s.g(gid)?.clone();
+            if cases.is_empty() {
+                return Err(Misuse::BadSelect("no cases").into());
+            }
+            let mut order: Vec<(u32, u64)> = cases.to_vec();
+            order.sort();
+            if order.windows(2).any(|w| w[0].0 == w[1].0) {
+                return Err(Misuse::BadSelect("a channel named twice").into());
+            }
+            for &(c, elem) in &order {
+                let ch = s
+                    .gor
+                    .chans
+                    .get(&c)
+                    .ok_or(Throw::Misuse(Misuse::NoSuchChan(c)))?;
+                if ch.locked_by.is_some() {
+                    return Err(Misuse::WouldBlock("park: the channel is locked").into());
+                }
+                let p = s.ptr();
+                if elem < g.sp
+                    || elem % p != 0
+                    || elem.checked_add(ch.elemsize).is_none_or(|e| e > g.stack.hi)
+                {
+                    return Err(Misuse::NotInUsedStack(gid, elem).into());
+                }
+            }
+            let is_select = order.len() > 1;
+            let mut waiting = Vec::new();
+            for &(c, elem) in &order {
+                let sid = s.gor.next_sudog;
+                s.gor.next_sudog += 1;
+                s.gor.sudogs.insert(
+                    sid,
+                    Sudog {
+                        g: gid,
+                        c,
+                        elem,
+                        is_select,
+                    },
+                );
+                let ch = s.gor.chans.get_mut(&c).expect("checked");
+                ch.locked_by = Some(gid);
+                ch.recvq.push(sid);
+                waiting.push(sid);
+            }
+            let g = s.g_mut(gid)?;
+            g.waiting = waiting;
+            g.status = GStatus::Running;
+            g.select_done = false;
+            Ok(())
+        })
+    }
+
+    fn require_parking_step(&self, gid: u32, want: GStatus, parking: bool) -> Result<(), Throw> {
+        let g = self.g(gid)?;
+        if g.status == want
+            && !g.waiting.is_empty()
+            && g.parking_on_chan == parking
+            && !g.active_stack_chans
+        {
+            Ok(())
+        } else {
+            Err(Misuse::ParkOutOfOrder(gid).into())
+        }
+    }
+
+    /// Second parking step: `gp.parkingOnChan.Store(true)` just before
+    /// gopark.
+    pub fn park_set_parking(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_parking_step(gid, GStatus::Running, false)?;
+        self.g_mut(gid)?.parking_on_chan = true;
+        Ok(())
+    }
+
+    /// Third parking step: `park_m` sets the status to waiting, before it
+    /// calls the commit function. From here the GC may scan the goroutine.
+    pub fn park_m(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_parking_step(gid, GStatus::Running, true)?;
+        self.g_mut(gid)?.status = GStatus::Waiting;
+        Ok(())
+    }
+
+    /// Last parking step: `chanparkcommit` / `selparkcommit`:
+    /// `activeStackChans` set, `parkingOnChan` cleared, the channels
+    /// unlocked.
+    pub fn park_commit(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_parking_step(gid, GStatus::Waiting, true)?;
+        let waiting = self.g(gid)?.waiting.clone();
+        let g = self.g_mut(gid)?;
+        g.active_stack_chans = true;
+        g.parking_on_chan = false;
+        for sid in waiting {
+            let c = self.gor.sudogs[&sid].c;
+            self.gor
+                .chans
+                .get_mut(&c)
+                .expect("sudog's channel")
+                .locked_by = None;
+        }
+        Ok(())
+    }
+
+    /// The four parking steps at once.
+    pub fn park(&mut self, gid: u32, cases: &[(u32, u64)]) -> Result<(), Throw> {
+        self.transact(|s| {
+            s.park_begin(gid, cases)?;
+            s.park_set_parking(gid)?;
+            s.park_m(gid)?;
+            s.park_commit(gid)
+        })
+    }
+
+    /// A sender delivers `value` (the element's words) on channel `c` to its
+    /// first waiting receiver (`chansend` → `send` → `sendDirect`): under the
+    /// channel lock it dequeues the sudog (skipping select sudogs whose
+    /// goroutine another case already won), writes the element through
+    /// `sudog.elem` into the receiver's stack, and readies it.
+    pub fn send(&mut self, c: u32, value: &[u64]) -> Result<u32, Throw> {
+        self.transact(|s| {
+            let ch = s
+                .gor
+                .chans
+                .get(&c)
+                .ok_or(Throw::Misuse(Misuse::NoSuchChan(c)))?
+                .clone();
+            if ch.locked_by.is_some() {
+                return Err(Misuse::WouldBlock("send: the channel is locked").into());
+            }
+            let p = s.ptr();
+            if value.len() as u64 * p != ch.elemsize || value.iter().any(|&v| v > s.word_mask()) {
+                return Err(Misuse::BadElemSize(value.len() as u64 * p).into());
+            }
+            let mut queue = ch.recvq.clone();
+            while !queue.is_empty() {
+                let sid = queue.remove(0);
+                let sg = s.gor.sudogs[&sid].clone();
+                let g = s.g(sg.g)?.clone();
+                if sg.is_select && g.select_done {
+                    continue;
+                }
+                // The slot must be in the receiver's current stack: a stale
+                // elem (an unadjusted sudog) would write into freed memory.
+                if sg.elem < g.stack.lo || sg.elem + ch.elemsize > g.stack.hi {
+                    return Err(Misuse::StaleSudogElem(sg.elem).into());
+                }
+                for (i, &v) in value.iter().enumerate() {
+                    s.write_mem(sg.elem + i as u64 * p, v);
+                }
+                s.gor.chans.get_mut(&c).expect("exists").recvq = queue;
+                let gm = s.g_mut(sg.g)?;
+                gm.select_done = sg.is_select;
+                gm.status = GStatus::Runnable;
+                return Ok(sg.g);
+            }
+            Err(Misuse::NoReceiver(c).into())
+        })
+    }
+
+    /// The readied receiver resumes after gopark: a select relocks its
+    /// channels and dequeues its other sudogs; then `gp.waiting` and
+    /// `activeStackChans` are cleared (`chanrecv`, `selectgo`).
+    pub fn wake(&mut self, gid: u32) -> Result<(), Throw> {
+        let g = self.g(gid)?.clone();
+        if g.status != GStatus::Runnable || g.waiting.is_empty() {
+            return Err(Misuse::ParkOutOfOrder(gid).into());
+        }
+        for sid in &g.waiting {
+            let c = self.gor.sudogs[sid].c;
+            if self.gor.chans[&c].locked_by.is_some() {
+                return Err(Misuse::WouldBlock("wake: a channel is locked").into());
+            }
+        }
+        for sid in &g.waiting {
+            let c = self.gor.sudogs[sid].c;
+            self.gor
+                .chans
+                .get_mut(&c)
+                .expect("exists")
+                .recvq
+                .retain(|x| x != sid);
+            self.gor.sudogs.remove(sid);
+        }
+        let gm = self.g_mut(gid)?;
+        gm.waiting.clear();
+        gm.active_stack_chans = false;
+        gm.select_done = false;
+        Ok(())
+    }
+}
+
+/// One goroutine, as observed: addresses as offsets from the arena base.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct GSnap {
+    /// Its id.
+    pub id: u32,
+    /// Its status.
+    pub status: GStatus,
+    /// Stack bounds as offsets (0, 0 when none).
+    pub stack: (u64, u64),
+    /// `stackguard0`, as an offset when it lies in the stack, else raw.
+    pub stackguard0: u64,
+    /// `sched.sp` as an offset.
+    pub sp: u64,
+    /// Innermost function and site.
+    pub pc: Pc,
+    /// Flags: syscall, asyncSafePoint, preemptShrink, parkingOnChan,
+    /// activeStackChans.
+    pub flags: [bool; 5],
+    /// The used stack, `[sp, hi)`, word by word, with words that point into
+    /// the stack written as offsets from the stack's top (tagged by the
+    /// high bit) so that equal stacks at different places compare equal.
+    pub used: Vec<u64>,
+    /// The receive slots of its sudogs, as offsets from the stack's top.
+    pub waiting: Vec<u64>,
+}
+
+impl State {
+    /// The goroutines, as observed.
+    pub fn g_snapshot(&self) -> Vec<GSnap> {
+        let p = self.consts.ptr_size.max(1);
+        self.gor
+            .gs
+            .iter()
+            .map(|(&id, g)| {
+                let rel = |v: u64| {
+                    if g.stack.lo <= v && v < g.stack.hi {
+                        (1 << 63) | (g.stack.hi - v)
+                    } else {
+                        v
+                    }
+                };
+                let used = if g.stack.lo == 0 || g.status == GStatus::Dead {
+                    Vec::new()
+                } else {
+                    (g.sp..g.stack.hi)
+                        .step_by(p as usize)
+                        .map(|a| rel(self.read_word(a)))
+                        .collect()
+                };
+                let off = |a: u64| if a == 0 { 0 } else { a - self.heap.base };
+                GSnap {
+                    id,
+                    status: g.status,
+                    stack: (off(g.stack.lo), off(g.stack.hi)),
+                    stackguard0: rel(g.stackguard0),
+                    sp: rel(g.sp),
+                    pc: g.pc,
+                    flags: [
+                        g.syscallsp != 0,
+                        g.async_safe_point,
+                        g.preempt_shrink,
+                        g.parking_on_chan,
+                        g.active_stack_chans,
+                    ],
+                    used,
+                    waiting: g
+                        .waiting
+                        .iter()
+                        .map(|sid| g.stack.hi.wrapping_sub(self.gor.sudogs[sid].elem))
+                        .collect(),
+                }
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::stack::Config;
+    use crate::Profile;
+
+    /// adjustframe (runtime/stack.go) skips a stack object that lies below
+    /// SP: at a function's entry (its prologue failed) the frame is not
+    /// allocated, so the words there are stale and must be left alone.
+    #[test]
+    fn adjustframe_skips_objects_below_sp() {
+        let mut s = State::new(Config::new(
+            Profile::parse("linux", "amd64", false, "1.23").unwrap(),
+        ))
+        .unwrap();
+        let mut f = Func::new("obj", 64);
+        f.objects.push(StackObject {
+            off: -32,
+            size: 16,
+            ptrs: vec![true, true],
+        });
+        let fi = s.add_func(f).unwrap();
+        let old = Stack {
+            lo: 0x1000_0000,
+            hi: 0x1000_0800,
+        };
+        let delta = 0x10_0000;
+        let sp = 0x1010_0700;
+        // The object would sit at varp - 32 = sp - 32, below SP.
+        let at_entry = Frame {
+            func: fi,
+            site: None,
+            sp,
+            fp: sp + 8,
+            varp: sp,
+            argp: sp + 8,
+        };
+        s.write_mem(sp - 32, 0x1000_0100);
+        s.write_mem(sp - 24, 0x1000_0200);
+        s.adjustframe(&at_entry, old, delta).unwrap();
+        assert_eq!(s.read_word(sp - 32), 0x1000_0100);
+        assert_eq!(s.read_word(sp - 24), 0x1000_0200);
+        // The same object in an allocated frame is adjusted, live or not.
+        let sp2 = sp - 64;
+        let allocated = Frame {
+            func: fi,
+            site: Some(0),
+            sp: sp2,
+            fp: sp + 8,
+            varp: sp - 8,
+            argp: sp + 8,
+        };
+        s.adjustframe(&allocated, old, delta).unwrap();
+        assert_eq!(s.read_word(sp - 40), 0);
+        s.write_mem(sp - 40, 0x1000_0300);
+        s.adjustframe(&allocated, old, delta).unwrap();
+        assert_eq!(s.read_word(sp - 40), 0x1010_0300);
+    }
+
+    /// adjustpointers checks for junk only in locals (Go passes an invalid
+    /// funcInfo for the arguments).
+    #[test]
+    fn junk_check_is_for_locals_only() {
+        let mut s = State::new(Config::new(
+            Profile::parse("linux", "386", false, "1.19").unwrap(),
+        ))
+        .unwrap();
+        let old = Stack {
+            lo: 0x1000,
+            hi: 0x2000,
+        };
+        s.write_mem(0x5000, 7);
+        assert_eq!(
+            s.adjustpointers(0x5000, &[true], old, 0x100, true),
+            Err(Throw::Go(GoThrow::InvalidPointerOnStack))
+        );
+        assert_eq!(s.adjustpointers(0x5000, &[true], old, 0x100, false), Ok(()));
+        assert_eq!(s.adjustpointers(0x5000, &[false], old, 0x100, true), Ok(()));
+    }
+}

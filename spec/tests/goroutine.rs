@@ -1,0 +1,594 @@
+//! Goroutines, growth, shrinking, copying and the sudog protocol, tested
+//! from Go's own tests and stack bugs (each test cites its source).
+
+use gostack_spec::goroutine::{Func, GStatus, Site, Slot, StackObject, GOEXIT_PC};
+use gostack_spec::{check_invariants, Config, Ctx, GoThrow, Misuse, Profile, State, Throw};
+
+const K: u64 = 1024;
+
+struct T {
+    s: State,
+    p: u32,
+}
+
+impl T {
+    fn new(arch: &str) -> T {
+        let mut c = Config::new(Profile::parse("linux", arch, false, "1.23").unwrap());
+        c.arena_bytes = 256 << 20;
+        let mut s = State::new(c).unwrap();
+        let p = s.create_p();
+        T { s, p }
+    }
+
+    fn ctx(&self) -> Ctx {
+        Ctx::on(self.p)
+    }
+
+    fn ok(&self) {
+        if let Err(v) = check_invariants(&self.s) {
+            panic!("{v}");
+        }
+    }
+
+    fn func(&mut self, f: Func) -> usize {
+        self.s.add_func(f).unwrap()
+    }
+
+    fn spawn(&mut self, f: usize) -> u32 {
+        let g = self.s.spawn(self.ctx(), f).unwrap();
+        self.ok();
+        g
+    }
+
+    fn call(&mut self, g: u32, site: usize, f: usize) {
+        let ctx = self.ctx();
+        self.s
+            .call(ctx, g, site, f)
+            .unwrap_or_else(|e| panic!("call: {e}"));
+        self.ok();
+    }
+
+    fn ret(&mut self, g: u32) {
+        let ctx = self.ctx();
+        self.s.ret(ctx, g).unwrap_or_else(|e| panic!("ret: {e}"));
+        self.ok();
+    }
+
+    fn size(&self, g: u32) -> u64 {
+        let st = self.s.gor.gs[&g].stack;
+        st.hi - st.lo
+    }
+
+    fn hi(&self, g: u32) -> u64 {
+        self.s.gor.gs[&g].stack.hi
+    }
+
+    fn addr(&self, g: u32, frame: usize, slot: Slot) -> u64 {
+        self.s.slot_addr(g, frame, slot).unwrap()
+    }
+
+    fn depth(&self, g: u32) -> usize {
+        self.s.frames(g).unwrap().len()
+    }
+
+    fn scan(&mut self, g: u32) {
+        if self.s.gcphase == gostack_spec::GcPhase::Off {
+            self.s.gc_start().unwrap();
+        }
+        let p = self.p;
+        self.s.gc_scan(p, g).unwrap_or_else(|e| panic!("scan: {e}"));
+        self.ok();
+    }
+
+    fn gc_end(&mut self) {
+        self.s.gc_end().unwrap();
+        self.ok();
+    }
+}
+
+/// A function with `locals` words of locals, all pointer slots, and a frame
+/// of that plus the saved BP on amd64.
+fn ptr_func(t: &T, name: &str, locals: usize) -> Func {
+    let p = t.s.consts.ptr_size;
+    let bp = if t.s.config.profile.goarch.name() == "amd64" {
+        p
+    } else {
+        0
+    };
+    let mut f = Func::new(name, locals as u64 * p + bp);
+    f.sites = vec![Site {
+        locals: vec![true; locals],
+        args: vec![],
+    }];
+    f
+}
+
+/// TestStackGrowth (runtime/stack_test.go): a pointer into the bottom
+/// frame survives many growths of a deep recursion, and a GC at the bottom;
+/// every frame's own pointer to itself too.
+#[test]
+fn pointer_into_stack_survives_growth_and_gc() {
+    for arch in ["amd64", "386"] {
+        let mut t = T::new(arch);
+        let bottom = t.func(ptr_func(&t, "bottom", 4));
+        let rec = t.func(ptr_func(&t, "rec", 3));
+        let g = t.spawn(bottom);
+        let target = t.addr(g, 0, Slot::Local(0));
+        let target_off = t.hi(g) - target;
+        t.s.write_slot(g, 0, Slot::Local(1), target).unwrap();
+        // A heap pointer in slot 0 stays as it is.
+        t.s.write_slot(g, 0, Slot::Local(0), 0x4000_0000).unwrap();
+        let first = t.size(g);
+        for i in 0..1000 {
+            t.call(g, 0, rec);
+            // Each frame points at its own slot 0 and at the bottom frame.
+            let own = t.addr(g, 0, Slot::Local(0));
+            t.s.write_slot(g, 0, Slot::Local(1), own).unwrap();
+            let bottom_slot = t.addr(g, i + 1, Slot::Local(0));
+            t.s.write_slot(g, 0, Slot::Local(2), bottom_slot).unwrap();
+        }
+        assert!(
+            t.size(g) >= 8 * first,
+            "{arch}: the stack grew ({} bytes)",
+            t.size(g)
+        );
+        assert!(t.s.gor.stats.growths >= 3);
+        t.scan(g);
+        t.gc_end();
+        // Unwind, checking every pointer.
+        for _ in 0..1000 {
+            let own = t.addr(g, 0, Slot::Local(0));
+            let me = t.s.read_word(t.addr(g, 0, Slot::Local(1)));
+            assert_eq!(me, own, "{arch}: a frame's pointer to itself moved with it");
+            let bottom_now = t.addr(g, t.depth(g) - 1, Slot::Local(0));
+            assert_eq!(t.s.read_word(t.addr(g, 0, Slot::Local(2))), bottom_now);
+            t.ret(g);
+        }
+        let target_now = t.addr(g, 0, Slot::Local(0));
+        assert_eq!(
+            t.s.read_word(t.addr(g, 0, Slot::Local(1))),
+            target_now,
+            "{arch}"
+        );
+        assert_eq!(
+            t.hi(g) - target_now,
+            target_off,
+            "{arch}: the same offset from the top"
+        );
+        assert_eq!(t.s.read_word(target_now), 0x4000_0000, "{arch}");
+    }
+}
+
+/// TestDeferPtrs (runtime/stack_test.go): a defer record on the stack, and
+/// one on the heap, whose sp points into the stack, are adjusted when the
+/// stack grows (adjustdefers).
+#[test]
+fn defer_records_are_adjusted() {
+    let mut t = T::new("amd64");
+    let p = t.s.consts.ptr_size;
+    let mut f = ptr_func(&t, "withdefer", 6);
+    f.objects.push(StackObject {
+        off: -(4 * p as i64),
+        size: 3 * p,
+        ptrs: vec![true, true, true],
+    });
+    let fd = t.func(f);
+    let big = t.func(Func::new("big", 16 * K));
+    let g = t.spawn(fd);
+    let on_stack = t.s.defer_push(g, 0, 0x7000_0000, Some(0)).unwrap();
+    let heap = t.s.defer_push(g, 0, 0x7000_1000, None).unwrap();
+    let sp_before = t.s.frames(g).unwrap()[0].sp;
+    let hi_before = t.hi(g);
+    t.call(g, 0, big);
+    assert!(t.hi(g) != hi_before, "the stack moved");
+    let frame = t.s.frames(g).unwrap()[1].clone();
+    let delta = t.hi(g).wrapping_sub(hi_before);
+    // The head is the heap record; its link is the stack record, moved.
+    assert_eq!(t.s.gor.gs[&g].defer_head, heap);
+    assert_eq!(t.s.read_word(heap + 2 * p), on_stack.wrapping_add(delta));
+    assert_eq!(t.s.read_word(heap + p), sp_before.wrapping_add(delta));
+    assert_eq!(t.s.read_word(on_stack.wrapping_add(delta) + p), frame.sp);
+    assert_eq!(
+        t.s.read_word(on_stack.wrapping_add(delta)),
+        0x7000_0000,
+        "fn is a heap pointer, left alone"
+    );
+    t.ret(g);
+    t.s.defer_pop(g).unwrap();
+    assert_eq!(t.s.gor.gs[&g].defer_head, on_stack.wrapping_add(delta));
+}
+
+/// Builds a goroutine that grew to `deep` frames of 1 KiB and came back,
+/// so that a GC scan can shrink it; returns (g, recv fn index).
+fn grown_then_shallow(t: &mut T, deep: usize) -> u32 {
+    let bottom = t.func(ptr_func(t, "bottom", 8));
+    let f = t.func(Func::new("deep", K));
+    let g = t.spawn(bottom);
+    for _ in 0..deep {
+        t.call(g, 0, f);
+    }
+    for _ in 0..deep {
+        t.ret(g);
+    }
+    g
+}
+
+/// TestShrinkStackDuringBlockedSend (runtime/chan_test.go) and
+/// golang/go#12967, #13169: a goroutine parked receiving into its stack is
+/// shrunk (copystack takes the channel locks: activeStackChans); the value
+/// sent afterwards lands at the adjusted slot in the new stack, and nothing
+/// is written to the freed old stack.
+#[test]
+fn shrink_while_blocked_then_send() {
+    let mut t = T::new("amd64");
+    let g = grown_then_shallow(&mut t, 60);
+    let big = t.size(g);
+    assert!(big >= 64 * K);
+    let c = t.s.make_chan(16).unwrap();
+    let slot = t.addr(g, 0, Slot::Local(2));
+    let off = t.hi(g) - slot;
+    t.s.park(g, &[(c, slot)]).unwrap();
+    t.ok();
+    let old = t.s.gor.gs[&g].stack;
+    t.scan(g);
+    let old_words: Vec<(u64, u64)> =
+        t.s.gor
+            .mem
+            .range(old.lo..old.hi)
+            .map(|(&a, &v)| (a, v))
+            .collect();
+    assert_eq!(t.size(g), big / 2, "shrunk once per scan");
+    let sid = t.s.gor.gs[&g].waiting[0];
+    assert_eq!(
+        t.hi(g) - t.s.gor.sudogs[&sid].elem,
+        off,
+        "sudog.elem adjusted"
+    );
+    assert_eq!(t.s.send(c, &[0x1111, 0x2222]).unwrap(), g);
+    assert_eq!(t.s.read_word(t.hi(g) - off), 0x1111);
+    assert_eq!(t.s.read_word(t.hi(g) - off + 8), 0x2222);
+    let after: Vec<(u64, u64)> =
+        t.s.gor
+            .mem
+            .range(old.lo..old.hi)
+            .map(|(&a, &v)| (a, v))
+            .collect();
+    assert_eq!(after, old_words, "nothing written to the freed old stack");
+    t.s.wake(g).unwrap();
+    t.ok();
+    assert!(!t.s.gor.gs[&g].active_stack_chans);
+    t.gc_end();
+}
+
+/// TestNoShrinkStackWhileParking (runtime/chan_test.go), golang/go#40641:
+/// between park_m (status waiting) and chanparkcommit the goroutine is
+/// parkingOnChan; a scan must not shrink it (it would adjust sudogs without
+/// the locks), but asks for a shrink at the next synchronous preemption.
+#[test]
+fn no_shrink_while_parking() {
+    let mut t = T::new("amd64");
+    let g = grown_then_shallow(&mut t, 60);
+    let big = t.size(g);
+    let c = t.s.make_chan(8).unwrap();
+    let slot = t.addr(g, 0, Slot::Local(0));
+    t.s.park_begin(g, &[(c, slot)]).unwrap();
+    t.s.park_set_parking(g).unwrap();
+    // Still running inside gopark: the scanner waits.
+    t.s.gc_start().unwrap();
+    assert!(matches!(
+        t.s.gc_scan(t.p, g),
+        Err(Throw::Misuse(Misuse::WouldBlock(_)))
+    ));
+    t.s.park_m(g).unwrap();
+    t.scan(g);
+    assert_eq!(t.size(g), big, "not shrunk while parking");
+    assert!(t.s.gor.gs[&g].preempt_shrink);
+    t.s.park_commit(g).unwrap();
+    t.s.send(c, &[0x2000_0000]).unwrap();
+    t.s.wake(g).unwrap();
+    assert_eq!(t.s.read_word(t.addr(g, 0, Slot::Local(0))), 0x2000_0000);
+    // The next synchronous preemption shrinks.
+    t.s.request_preempt(g).unwrap();
+    let f = t.func(Func::new("leaf", 64));
+    t.call(g, 0, f);
+    assert_eq!(t.size(g), big / 2);
+    assert!(!t.s.gor.gs[&g].preempt_shrink);
+    t.gc_end();
+}
+
+/// TestSelectStackAdjust (runtime/chan_test.go): a select on two channels
+/// with both slots in the stack; the stack shrinks (sghi covers both); a
+/// send on the second lands in the new stack and the other case is dropped
+/// on wake-up.
+#[test]
+fn select_stack_adjust() {
+    let mut t = T::new("amd64");
+    let g = grown_then_shallow(&mut t, 60);
+    let c1 = t.s.make_chan(8).unwrap();
+    let c2 = t.s.make_chan(8).unwrap();
+    let a1 = t.addr(g, 0, Slot::Local(0));
+    let a2 = t.addr(g, 0, Slot::Local(5));
+    let (o1, o2) = (t.hi(g) - a1, t.hi(g) - a2);
+    t.s.park(g, &[(c2, a2), (c1, a1)]).unwrap();
+    assert_eq!(t.s.gor.gs[&g].waiting.len(), 2);
+    t.scan(g);
+    t.s.send(c2, &[7]).unwrap();
+    assert!(t.s.send(c1, &[8]).is_err(), "the select already chose");
+    assert_eq!(t.s.read_word(t.hi(g) - o2), 7);
+    assert_eq!(t.s.read_word(t.hi(g) - o1), 0);
+    t.s.wake(g).unwrap();
+    assert!(t.s.gor.chans[&c1].recvq.is_empty());
+    t.ok();
+    t.gc_end();
+}
+
+/// TestGCTestMoveStackRepeatedly (runtime/gc_test.go): forced moves copy
+/// to a stack of the same size, however often.
+#[test]
+fn forced_moves_keep_the_size() {
+    let mut t = T::new("amd64");
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let leaf = t.func(Func::new("leaf", 16));
+    let g = t.spawn(bottom);
+    let size = t.size(g);
+    let own = t.addr(g, 0, Slot::Local(0));
+    t.s.write_slot(g, 0, Slot::Local(1), own).unwrap();
+    let mut places = std::collections::BTreeSet::new();
+    for _ in 0..100 {
+        t.s.request_force_move(g).unwrap();
+        t.call(g, 0, leaf);
+        t.ret(g);
+        places.insert(t.hi(g));
+        assert_eq!(t.size(g), size);
+        assert_eq!(
+            t.s.read_word(t.addr(g, 0, Slot::Local(1))),
+            t.addr(g, 0, Slot::Local(0))
+        );
+    }
+    assert_eq!(t.s.gor.stats.moves, 100);
+    assert!(places.len() > 1, "the stack really moved");
+}
+
+/// adjustpointers: a junk value below minLegalPointer in a live pointer
+/// slot is "invalid pointer found on stack", and the state is unchanged.
+#[test]
+fn junk_in_a_pointer_slot_throws() {
+    let mut t = T::new("amd64");
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let big = t.func(Func::new("big", 8 * K));
+    let g = t.spawn(bottom);
+    t.s.write_slot(g, 0, Slot::Local(0), 0x17).unwrap();
+    let before = t.s.clone();
+    let ctx = t.ctx();
+    let e = t.s.call(ctx, g, 0, big).unwrap_err();
+    assert_eq!(e.to_string(), "invalid pointer found on stack");
+    assert_eq!(t.s, before);
+    // A heap pointer or nil is fine.
+    t.s.write_slot(g, 0, Slot::Local(0), 0x1000).unwrap();
+    t.call(g, 0, big);
+}
+
+/// golang/go#58432 and adjustframe's saved-BP case: after a grow and a
+/// shrink every saved frame pointer, and sched.bp, points into the new
+/// stack at the frame above.
+#[test]
+fn saved_frame_pointers_follow_the_stack() {
+    let mut t = T::new("amd64");
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let mid = t.func(ptr_func(&t, "mid", 30));
+    let g = t.spawn(bottom);
+    for _ in 0..100 {
+        t.call(g, 0, mid);
+    }
+    let check = |t: &T| {
+        let frames = t.s.frames(g).unwrap();
+        let st = t.s.gor.gs[&g].stack;
+        assert_eq!(
+            t.s.gor.gs[&g].bp, frames[0].varp,
+            "sched.bp is the innermost frame's varp"
+        );
+        for w in frames.windows(2) {
+            let saved = t.s.read_word(w[0].varp);
+            assert_eq!(
+                saved, w[1].varp,
+                "a saved BP points at the caller's saved BP"
+            );
+            assert!(st.lo <= saved && saved < st.hi);
+        }
+    };
+    check(&t);
+    for _ in 0..95 {
+        t.ret(g);
+    }
+    let big = t.size(g);
+    t.scan(g);
+    assert!(t.size(g) < big);
+    check(&t);
+    t.gc_end();
+}
+
+/// newstack: growth past maxstacksize is "stack overflow", with nothing
+/// changed; a call with a frame larger than any stack may be, too.
+#[test]
+fn stack_overflow() {
+    let mut t = T::new("amd64");
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let rec = t.func(Func::new("rec", 4 * K));
+    let g = t.spawn(bottom);
+    t.s.set_max_stack(64 * K);
+    let mut n = 0;
+    loop {
+        let before = t.s.clone();
+        let ctx = t.ctx();
+        match t.s.call(ctx, g, 0, rec) {
+            Ok(()) => n += 1,
+            Err(e) => {
+                assert_eq!(e, Throw::Go(GoThrow::StackOverflow));
+                assert_eq!(e.to_string(), "stack overflow");
+                assert_eq!(t.s, before);
+                break;
+            }
+        }
+        assert!(n < 100);
+    }
+    assert!(t.size(g) <= 64 * K);
+    let huge = t.func(Func::new("huge", 1 << 30));
+    let before = t.s.clone();
+    let ctx = t.ctx();
+    assert_eq!(
+        t.s.call(ctx, g, 0, huge),
+        Err(Throw::Go(GoThrow::StackOverflow))
+    );
+    assert_eq!(t.s, before);
+}
+
+/// The unwinder reads return addresses from memory: a corrupted one is
+/// "unknown caller pc", never a panic, and nothing changes.
+#[test]
+fn corrupt_return_address_throws() {
+    let mut t = T::new("amd64");
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let mid = t.func(ptr_func(&t, "mid", 2));
+    let big = t.func(Func::new("big", 8 * K));
+    let g = t.spawn(bottom);
+    t.call(g, 0, mid);
+    let ret_slot = t.s.frames(g).unwrap()[0].fp - 8;
+    t.s.poke(g, ret_slot, 0xdead).unwrap();
+    let before = t.s.clone();
+    let ctx = t.ctx();
+    assert_eq!(
+        t.s.call(ctx, g, 0, big),
+        Err(Throw::Go(GoThrow::UnknownCallerPc))
+    );
+    assert_eq!(t.s, before);
+    assert_eq!(t.s.ret(ctx, g), Err(Throw::Go(GoThrow::UnknownCallerPc)));
+    // The goexit address where a frame should be: the walk ends early.
+    t.s.poke(g, ret_slot, GOEXIT_PC).unwrap();
+    assert_eq!(
+        t.s.frames(g),
+        Err(Throw::Go(GoThrow::TracebackDidNotUnwind))
+    );
+}
+
+/// isShrinkStackSafe: no shrink in a system call or at an asynchronous safe
+/// point; the GC asks for preemptShrink instead.
+#[test]
+fn no_shrink_in_syscall_or_async_safe_point() {
+    let mut t = T::new("386");
+    let g = grown_then_shallow(&mut t, 60);
+    let big = t.size(g);
+    t.s.enter_syscall(g).unwrap();
+    t.scan(g);
+    assert_eq!(t.size(g), big);
+    assert!(t.s.gor.gs[&g].preempt_shrink);
+    t.s.exit_syscall(g).unwrap();
+    t.s.gor.gs.get_mut(&g).unwrap().preempt_shrink = false;
+    t.s.set_async_safe_point(g, true).unwrap();
+    t.scan(g);
+    assert_eq!(t.size(g), big);
+    t.s.set_async_safe_point(g, false).unwrap();
+    t.scan(g);
+    assert_eq!(t.size(g), big / 2);
+    t.gc_end();
+}
+
+/// shrinkstack's rules: never below fixedStack; not when used plus the
+/// nosplit budget reaches a quarter.
+#[test]
+fn shrink_rules() {
+    let mut t = T::new("amd64");
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let g = t.spawn(bottom);
+    assert_eq!(t.size(g), 2 * K);
+    t.scan(g);
+    assert_eq!(t.size(g), 2 * K, "fixedStack floor");
+    // 8K stack: used + 800 must be under 2K to shrink.
+    let f = t.func(Func::new("f", 1400));
+    t.call(g, 0, f);
+    assert_eq!(t.size(g), 4 * K);
+    t.scan(g);
+    assert_eq!(t.size(g), 4 * K, "used + nosplit >= a quarter: kept");
+    t.ret(g);
+    t.scan(g);
+    assert_eq!(t.size(g), 2 * K, "shallow again: halved");
+    t.gc_end();
+}
+
+/// Adaptive starting stack size (gcComputeStartingStackSize, Go 1.19+), and
+/// gfput/gfget dropping stacks of the wrong size.
+#[test]
+fn starting_stack_size_adapts() {
+    let mut t = T::new("amd64");
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let deep = t.func(Func::new("deep", 3 * K));
+    let g = t.spawn(bottom);
+    t.call(g, 0, deep);
+    t.call(g, 0, deep);
+    assert_eq!(t.size(g), 8 * K);
+    t.scan(g);
+    t.gc_end();
+    // Used 6224 bytes + guard 928, rounded up to a power of two.
+    assert_eq!(t.s.gor.starting_stack_size, 8 * K);
+    let ctx = t.ctx();
+    t.s.exit(ctx, g).unwrap();
+    t.ok();
+    // gfput keeps a stack of the starting size.
+    assert_eq!(t.size(g), 8 * K);
+    let g2 = t.spawn(bottom);
+    assert_eq!(g2, g, "the dead G is reused, with its stack");
+    assert_eq!(t.size(g2), 8 * K);
+    let g3 = t.spawn(bottom);
+    assert_eq!(t.size(g3), 2 * K, "a new G from malg gets fixedStack");
+    assert_eq!(t.s.gor.gs[&g3].status, GStatus::Runnable);
+    // A cycle that scans nothing resets the starting size to fixedStack;
+    // gfget then drops the dead G's 8K stack for a 2K one.
+    t.s.exit(ctx, g2).unwrap();
+    t.s.gc_start().unwrap();
+    t.gc_end();
+    assert_eq!(t.s.gor.starting_stack_size, 2 * K);
+    let g4 = t.spawn(bottom);
+    assert_eq!(g4, g);
+    assert_eq!(t.size(g4), 2 * K);
+}
+
+/// Bad function tables and bad operations are refused, state unchanged.
+#[test]
+fn bad_input() {
+    let mut t = T::new("amd64");
+    let mut f = Func::new("f", 64);
+    f.sites[0].locals = vec![true; 9];
+    assert!(matches!(
+        t.s.add_func(f),
+        Err(Throw::Misuse(Misuse::BadFunc(..)))
+    ));
+    let mut f = Func::new("f", 64);
+    f.objects.push(StackObject {
+        off: -64,
+        size: 128,
+        ptrs: vec![],
+    });
+    assert!(t.s.add_func(f).is_err());
+    let mut f = Func::new("f", 60);
+    f.max_sp_delta = 64;
+    assert!(t.s.add_func(f).is_err());
+    assert!(t.s.add_func(Func::new("f", 1 << 32)).is_err());
+    assert!(t.s.gor.funcs.is_empty());
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let g = t.spawn(bottom);
+    let c = t.s.make_chan(8).unwrap();
+    let before = t.s.clone();
+    assert_eq!(t.s.send(c, &[1]), Err(Throw::Misuse(Misuse::NoReceiver(c))));
+    assert!(t.s.write_slot(g, 0, Slot::Local(7), 1).is_err());
+    assert!(t.s.write_slot(g, 3, Slot::Local(0), 1).is_err());
+    assert!(t.s.park(g, &[(c, 8)]).is_err());
+    assert_eq!(t.s, before);
+    let mips = State::new(Config::new(
+        Profile::parse("linux", "mips", false, "1.23").unwrap(),
+    ))
+    .unwrap()
+    .add_func(Func::new("f", 8));
+    assert_eq!(
+        mips.unwrap_err().to_string(),
+        "gostack: goroutine frames on mips are not modeled yet; accepted: amd64, 386"
+    );
+}
