@@ -431,6 +431,9 @@ impl State {
     /// the goexit return address, where the SP must be `stktopsp`.
     pub fn frames(&self, gid: u32) -> Result<Vec<Frame>, Throw> {
         let g = self.g(gid)?;
+        if g.status == GStatus::Dead {
+            return Err(Misuse::GNotRunnable(gid).into());
+        }
         let p = self.ptr();
         let mut out = Vec::new();
         let (mut func, mut site) = match g.pc {

@@ -592,3 +592,55 @@ fn bad_input() {
         "gostack: goroutine frames on mips are not modeled yet; accepted: amd64, 386"
     );
 }
+
+/// newstack doubles, then keeps doubling until the new frame fits with the
+/// guard to spare (`needed = funcMaxSPDelta + stackGuard`): one copy, not
+/// one per doubling.
+#[test]
+fn growth_doubles_until_the_frame_fits() {
+    let mut t = T::new("amd64");
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let mid = t.func(Func::new("mid", 3 * K));
+    let big = t.func(Func::new("big", 4200));
+    let g = t.spawn(bottom);
+    t.call(g, 0, mid);
+    assert_eq!(t.size(g), 4 * K);
+    let growths = t.s.gor.stats.growths;
+    // Used is 3152 of 4K: doubling to 8K leaves 5040, under 4200 + 928.
+    t.call(g, 0, big);
+    assert_eq!(t.size(g), 16 * K);
+    assert_eq!(
+        t.s.gor.stats.growths,
+        growths + 1,
+        "one copy straight to 16K"
+    );
+}
+
+/// adjustctxt (runtime/stack.go): a closure context pointing into the
+/// stack follows it; one pointing elsewhere is left alone. A pointer to the
+/// stack's lowest word is in range too.
+#[test]
+fn ctxt_and_edges_are_adjusted() {
+    let mut t = T::new("amd64");
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let big = t.func(Func::new("big", 8 * K));
+    let g = t.spawn(bottom);
+    let slot = t.addr(g, 0, Slot::Local(0));
+    let off = t.hi(g) - slot;
+    let lo = t.s.gor.gs[&g].stack.lo;
+    let lo_off = t.hi(g) - lo;
+    t.s.set_ctxt(g, slot).unwrap();
+    t.s.write_slot(g, 0, Slot::Local(1), lo).unwrap();
+    t.call(g, 0, big);
+    assert_eq!(t.s.gor.gs[&g].ctxt, t.hi(g) - off);
+    assert_eq!(
+        t.s.read_word(t.addr(g, 1, Slot::Local(1))),
+        t.hi(g) - lo_off,
+        "a pointer to lo is adjusted"
+    );
+    t.ret(g);
+    t.s.set_ctxt(g, 0x4000_0000).unwrap();
+    t.s.request_force_move(g).unwrap();
+    t.call(g, 0, big);
+    assert_eq!(t.s.gor.gs[&g].ctxt, 0x4000_0000);
+}
