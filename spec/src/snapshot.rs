@@ -78,6 +78,8 @@ pub struct Snapshot {
     pub in_use: Vec<(u64, u64)>,
     /// The statistics.
     pub stats: Stats,
+    /// Every goroutine (see [`crate::goroutine::GSnap`]).
+    pub goroutines: Vec<crate::goroutine::GSnap>,
 }
 
 impl State {
@@ -149,6 +151,7 @@ impl State {
                 .collect(),
             in_use: self.in_use.iter().map(|(&lo, &n)| (lo - base, n)).collect(),
             stats: self.stats(),
+            goroutines: self.g_snapshot(),
         }
     }
 }
