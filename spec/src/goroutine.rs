@@ -154,8 +154,11 @@ pub struct G {
     pub sp: u64,
     /// `sched.pc`, as the innermost function and where it stands.
     pub pc: Pc,
-    /// `sched.bp`: the frame pointer register (amd64).
+    /// `sched.bp`: the frame pointer register (amd64, arm64).
     pub bp: u64,
+    /// `sched.lr`: the link register (arm64), holding the return address
+    /// until the prologue saves it.
+    pub lr: u64,
     /// `sched.ctxt`: the closure context register.
     pub ctxt: u64,
     /// `stktopsp`: the SP at the bottom frame, to check unwinds.
@@ -288,9 +291,43 @@ impl State {
 
     fn require_layout(&self) -> Result<(), Throw> {
         match self.config.profile.goarch {
-            Goarch::Amd64 | Goarch::I386 => Ok(()),
+            Goarch::Amd64 | Goarch::I386 | Goarch::Arm64 => Ok(()),
             a => Err(Misuse::LayoutNotModeled(a.name()).into()),
         }
+    }
+
+    /// Whether CALL leaves the return address in the link register (arm64)
+    /// rather than pushing it (x86).
+    fn uses_lr(&self) -> bool {
+        self.config.profile.goarch == Goarch::Arm64
+    }
+
+    /// `sys.MinFrameSize`: the caller's saved-LR word that sits between a
+    /// callee's frame and its arguments on link-register machines.
+    fn min_frame(&self) -> u64 {
+        if self.uses_lr() {
+            self.ptr()
+        } else {
+            0
+        }
+    }
+
+    /// fp, varp and argp of a frame of `size` bytes at `sp`, as
+    /// `unwinder.resolveInternal` computes them (runtime/traceback.go).
+    fn geometry(&self, size: u64, sp: u64) -> (u64, u64, u64) {
+        let p = self.ptr();
+        let fp = if self.uses_lr() {
+            sp + size
+        } else {
+            sp + size + p
+        };
+        let mut varp = if self.uses_lr() { fp } else { fp - p };
+        // amd64 and arm64 save a frame pointer in every frame that has one.
+        let fp_enabled = matches!(self.config.profile.goarch, Goarch::Amd64 | Goarch::Arm64);
+        if fp_enabled && varp > sp {
+            varp -= p;
+        }
+        (fp, varp, fp + self.min_frame())
     }
 
     /// Reads a word of memory.
@@ -335,6 +372,14 @@ impl State {
                 f.frame_size, f.args_size
             ));
         }
+        if self.uses_lr() && (f.frame_size % 16 != 0 || f.frame_size == 8) {
+            // cmd/internal/obj/arm64 preprocess: the frame holds the saved LR
+            // and is 16-byte aligned.
+            return bad(format!(
+                "an arm64 frame is 0 or a multiple of 16, not {}",
+                f.frame_size
+            ));
+        }
         if f.frame_size > crate::guard::MAX_FRAMESIZE || f.args_size > crate::guard::MAX_FRAMESIZE {
             return bad("frame or args larger than the assembler's int32".into());
         }
@@ -348,6 +393,14 @@ impl State {
             return bad("a function needs between 1 and 65535 call sites".into());
         }
         let locals_room = self.locals_room(&f);
+        let (nl, na) = (f.sites[0].locals.len(), f.sites[0].args.len());
+        if f.sites
+            .iter()
+            .any(|s| s.locals.len() != nl || s.args.len() != na)
+        {
+            // Go's stack maps have one bit count per function.
+            return bad("every site's locals (and args) map must have the same length".into());
+        }
         for (i, s) in f.sites.iter().enumerate() {
             if bits(&s.locals) * p > locals_room || bits(&s.args) * p > f.args_size {
                 return bad(format!("site {i}'s pointer maps run past the frame ({locals_room} bytes of locals, {} of args)", f.args_size));
@@ -379,17 +432,20 @@ impl State {
         Ok(self.gor.funcs.len() - 1)
     }
 
-    /// Bytes of locals below varp: the frame less the saved-BP slot.
+    /// Bytes of locals, from the bottom of the locals area up to varp: on
+    /// x86 the frame less the saved-BP slot (amd64); on arm64 the frame less
+    /// the saved-LR word at 0(SP) and the frame-pointer word at the top.
     fn locals_room(&self, f: &Func) -> u64 {
-        if self.saves_bp(f.frame_size) {
-            f.frame_size - self.ptr()
+        let (_, varp, _) = self.geometry(f.frame_size, 0);
+        if self.uses_lr() {
+            varp.saturating_sub(self.ptr())
         } else {
-            f.frame_size
+            varp
         }
     }
 
-    /// Whether a frame of this size saves the caller's BP (amd64 with a
-    /// frame: framepointer_enabled).
+    /// Whether a frame of this size saves the caller's BP on its own top
+    /// (amd64 with a frame: framepointer_enabled).
     fn saves_bp(&self, frame_size: u64) -> bool {
         self.config.profile.goarch == Goarch::Amd64 && frame_size > 0
     }
@@ -444,24 +500,30 @@ impl State {
         loop {
             let f = &self.gor.funcs[func];
             let size = if site.is_some() { f.frame_size } else { 0 };
-            let fp = sp + size + p;
-            let varp = if size > 0 && self.saves_bp(size) {
-                fp - 2 * p
-            } else {
-                fp - p
-            };
+            let (fp, varp, argp) = self.geometry(size, sp);
             out.push(Frame {
                 func,
                 site,
                 sp,
                 fp,
                 varp,
-                argp: fp,
+                argp,
             });
             if fp > g.stack.hi || out.len() as u64 > (g.stack.hi - g.stack.lo) / p {
                 return Err(GoThrow::UnknownCallerPc.into());
             }
-            let lr = self.read_word(fp - p);
+            // The return address: pushed just below fp on x86; on arm64 saved
+            // at 0(SP) by the prologue, or still in LR for the innermost
+            // function before its prologue.
+            let lr = if !self.uses_lr() {
+                self.read_word(fp - p)
+            } else if size > 0 {
+                self.read_word(sp)
+            } else if out.len() == 1 {
+                g.lr
+            } else {
+                return Err(GoThrow::UnknownCallerPc.into());
+            };
             if lr == GOEXIT_PC {
                 if fp != g.stktopsp {
                     return Err(GoThrow::TracebackDidNotUnwind.into());
@@ -506,17 +568,27 @@ impl State {
             };
             let ptr = s.ptr();
             let guard = s.consts.stack_guard;
+            let uses_lr = s.uses_lr();
+            let top = (4 * ptr + s.min_frame()).next_multiple_of(if uses_lr { 16 } else { ptr });
             let g = s.g_mut(id)?;
-            // newproc1: leave 4 words at the top; gostartcall pushes goexit.
-            // execute() gives the guard back when the goroutine is scheduled,
-            // which here is at once.
-            g.stktopsp = g.stack.hi - 4 * ptr;
-            g.sp = g.stktopsp - ptr;
+            // newproc1: leave 4 words (and MinFrameSize) at the top, aligned
+            // to StackAlign; gostartcall pushes the goexit return address
+            // (x86) or puts it in LR (arm64). execute() gives the guard back
+            // when the goroutine is scheduled, which here is at once.
+            g.stktopsp = g.stack.hi - top;
+            g.sp = if uses_lr {
+                g.stktopsp
+            } else {
+                g.stktopsp - ptr
+            };
+            g.lr = if uses_lr { GOEXIT_PC } else { 0 };
             g.pc = Pc::Entry(func);
             g.status = GStatus::Runnable;
             g.stackguard0 = g.stack.lo + guard;
             let sp = g.sp;
-            s.write_mem(sp, GOEXIT_PC);
+            if !uses_lr {
+                s.write_mem(sp, GOEXIT_PC);
+            }
             s.enter(ctx, id)?;
             Ok(id)
         })
@@ -530,6 +602,7 @@ impl State {
             sp: 0,
             pc: Pc::Entry(0),
             bp: 0,
+            lr: 0,
             ctxt: 0,
             stktopsp: 0,
             syscallsp: 0,
@@ -618,16 +691,32 @@ impl State {
         }
         let p = self.ptr();
         let g = self.g(gid)?.clone();
+        // arm64 also stores the caller's FP one word below the new SP.
+        let below = if self.uses_lr() && f.frame_size > 0 {
+            p
+        } else {
+            0
+        };
         let new_sp =
-            g.sp.checked_sub(f.frame_size)
-                .filter(|&sp| sp >= g.stack.lo);
+            g.sp.checked_sub(f.frame_size + below)
+                .filter(|&sp| sp >= g.stack.lo)
+                .map(|sp| sp + below);
         let Some(new_sp) = new_sp else {
             // Only a NOSPLIT function can get here: Go would run off the
             // bottom of the stack.
             return Err(GoThrow::SplitStackOverflow.into());
         };
         let mut bp = g.bp;
-        if self.saves_bp(f.frame_size) {
+        if self.uses_lr() {
+            if f.frame_size > 0 {
+                // MOVD.W R30, -framesize(RSP); MOVD R29, -8(RSP);
+                // SUB $8, RSP, R29.
+                self.write_mem(new_sp, g.lr);
+                self.write_mem(new_sp - p, g.bp);
+                bp = new_sp - p;
+            }
+        } else if self.saves_bp(f.frame_size) {
+            // PUSHQ BP; MOVQ SP, BP.
             let slot = g.sp - p;
             self.write_mem(slot, g.bp);
             bp = slot;
@@ -635,16 +724,11 @@ impl State {
         // The compiler zeroes the frame's pointer slots (every word any
         // site's locals map marks, and the stack objects) before they can
         // be live; other words keep whatever the memory held.
-        let varp = if self.saves_bp(f.frame_size) {
-            g.sp - p
-        } else {
-            g.sp
-        };
-        let room = self.locals_room(&f);
-        let most = f.sites.iter().map(|s| s.locals.len()).max().unwrap_or(0);
-        for i in 0..most {
-            if f.sites.iter().any(|s| s.locals.get(i) == Some(&true)) {
-                self.write_mem(varp - most as u64 * p + i as u64 * p, 0);
+        let (_, varp, _) = self.geometry(f.frame_size, new_sp);
+        let nbit = f.sites[0].locals.len() as u64;
+        for i in 0..nbit as usize {
+            if f.sites.iter().any(|s| s.locals[i]) {
+                self.write_mem(varp - nbit * p + i as u64 * p, 0);
             }
         }
         for o in f.objects.iter().filter(|o| o.off < 0) {
@@ -652,7 +736,6 @@ impl State {
                 self.write_mem(varp - o.off.unsigned_abs() + w * p, 0);
             }
         }
-        let _ = room;
         let g = self.g_mut(gid)?;
         g.sp = new_sp;
         g.bp = bp;
@@ -676,14 +759,28 @@ impl State {
             }
             let p = s.ptr();
             let g = s.g(gid)?.clone();
-            if g.sp < g.stack.lo + p {
-                return Err(GoThrow::SplitStackOverflow.into());
-            }
             let ret = s.encode_pc(func, site);
-            s.write_mem(g.sp - p, ret);
-            let g = s.g_mut(gid)?;
-            g.sp -= p;
-            g.pc = Pc::Entry(callee);
+            if s.uses_lr() {
+                // BL: the return address goes to LR, which only a function
+                // with a frame can have saved.
+                if s.gor.funcs[func].frame_size == 0 {
+                    let name = s.gor.funcs[func].name.clone();
+                    return Err(Misuse::BadFunc(
+                        name,
+                        "a frameless arm64 function cannot call".into(),
+                    )
+                    .into());
+                }
+                s.g_mut(gid)?.lr = ret;
+            } else {
+                // CALL pushes the return address.
+                if g.sp < g.stack.lo + p {
+                    return Err(GoThrow::SplitStackOverflow.into());
+                }
+                s.write_mem(g.sp - p, ret);
+                s.g_mut(gid)?.sp -= p;
+            }
+            s.g_mut(gid)?.pc = Pc::Entry(callee);
             s.enter(ctx, gid)
         })
     }
@@ -698,21 +795,32 @@ impl State {
             let top = &frames[0];
             let p = s.ptr();
             let f = &s.gor.funcs[top.func];
-            let saved_bp = if s.saves_bp(f.frame_size) {
-                s.read_word(top.varp)
+            let g = s.g(gid)?;
+            let (saved_bp, ret) = if s.uses_lr() {
+                if f.frame_size > 0 {
+                    // MOVD -8(RSP), R29; MOVD.P framesize(RSP), R30; RET.
+                    (s.read_word(top.sp - p), s.read_word(top.sp))
+                } else {
+                    (g.bp, g.lr)
+                }
+            } else if s.saves_bp(f.frame_size) {
+                (s.read_word(top.varp), s.read_word(top.fp - p))
             } else {
-                s.g(gid)?.bp
+                (g.bp, s.read_word(top.fp - p))
             };
-            let ret = s.read_word(top.fp - p);
             if ret == GOEXIT_PC {
                 return s.goexit(ctx, gid);
             }
             let (cf, cs) = s
                 .decode_pc(ret)
                 .ok_or(Throw::Go(GoThrow::UnknownCallerPc))?;
+            let uses_lr = s.uses_lr();
             let g = s.g_mut(gid)?;
             g.sp = top.fp;
             g.bp = saved_bp;
+            if uses_lr {
+                g.lr = ret;
+            }
             g.pc = Pc::At(cf, cs);
             Ok(())
         })
@@ -936,7 +1044,11 @@ impl State {
             return Err(GoThrow::MissingStackInNewstack.into());
         }
         // On x86 morestack's own return address sits below sched.sp.
-        let sp = g.sp.wrapping_sub(self.ptr());
+        let sp = if self.uses_lr() {
+            g.sp
+        } else {
+            g.sp.wrapping_sub(self.ptr())
+        };
         if sp < g.stack.lo {
             return Err(GoThrow::SplitStackOverflow.into());
         }
@@ -1050,7 +1162,9 @@ impl State {
     fn adjustframe(&mut self, fr: &Frame, old: Stack, delta: u64) -> Result<(), Throw> {
         let p = self.ptr();
         let f = self.gor.funcs[fr.func].clone();
-        if self.config.profile.goarch == Goarch::Amd64 && fr.argp - fr.varp == 2 * p {
+        if matches!(self.config.profile.goarch, Goarch::Amd64 | Goarch::Arm64)
+            && fr.argp - fr.varp == 2 * p
+        {
             self.adjustpointer(old, delta, fr.varp);
         }
         let (locals, args) = match fr.site {
@@ -1164,11 +1278,21 @@ impl State {
             }
         };
         let p = self.ptr();
+        let oldfp = g.bp;
         {
             let gm = self.g_mut(gid)?;
             gm.ctxt = adj(gm.ctxt);
             gm.bp = adj(gm.bp);
             gm.defer_head = adj(gm.defer_head);
+        }
+        if self.uses_lr() && oldfp == g.sp.wrapping_sub(p) {
+            // adjustctxt: on arm64 the innermost frame's saved FP sits one
+            // word below SP, outside what memmove copied: copy and adjust
+            // it here (golang/go#58432's neighbourhood).
+            let newfp = self.g(gid)?.bp;
+            let v = self.read_word(oldfp);
+            self.write_mem(newfp, v);
+            self.adjustpointer(old, delta, newfp);
         }
         let mut d = self.g(gid)?.defer_head;
         let mut guard = 0;

@@ -49,6 +49,7 @@ pub const INVARIANTS: &[(&str, &str)] = &[
     ("gc-pending", "freeStackSpans is pending only with GC off"),
     ("g-stack", "a live goroutine's stack is a stack in use, its own, with lo <= sp <= hi and stackguard0 at lo + StackGuard or a special value"),
     ("g-frames", "a live goroutine's frames unwind from sched.pc down to the goexit return address at stktopsp"),
+    ("g-fp", "on amd64 and arm64 every saved frame pointer, and sched.bp, points at the frame-pointer slot of the nearest outer frame that has one"),
     ("g-dead", "a dead goroutine waits on nothing, and sits in exactly one free list"),
     ("g-park", "parkingOnChan and activeStackChans each imply sudogs, never both; a locked channel is locked by a goroutine inside its parking steps"),
     ("sudog", "each sudog belongs to one waiting goroutine, its elem lies in that goroutine's used stack, and a queued sudog is on its own channel"),
@@ -80,6 +81,55 @@ pub fn check_invariants(s: &State) -> Result<(), Violation> {
     check_caches_and_ownership(s)?;
     check_gc(s)?;
     check_goroutines(s)
+}
+
+/// Walks the frames from the outermost in: each frame that has a frame
+/// saves the frame-pointer register as it was on entry (amd64: at varp, the
+/// top of the frame; arm64: one word below its SP) and points the register
+/// at that slot; sched.bp is the register after the innermost prologue.
+fn check_frame_pointers(
+    s: &State,
+    id: u32,
+    frames: &[crate::goroutine::Frame],
+) -> Result<(), Violation> {
+    use crate::profile::Goarch;
+    let arm = match s.config.profile.goarch {
+        Goarch::Amd64 => false,
+        Goarch::Arm64 => true,
+        _ => return Ok(()),
+    };
+    let p = s.consts.ptr_size;
+    let mut reg = 0u64;
+    for fr in frames.iter().rev() {
+        let size = if fr.site.is_some() {
+            s.gor.funcs[fr.func].frame_size
+        } else {
+            0
+        };
+        if size == 0 {
+            continue;
+        }
+        let slot = if arm { fr.sp - p } else { fr.varp };
+        let saved = s.read_word(slot);
+        if saved != reg {
+            return fail(
+                "g-fp",
+                format!(
+                    "g {id}: the frame at sp {:#x} saved FP {saved:#x}, expected {reg:#x}",
+                    fr.sp
+                ),
+            );
+        }
+        reg = slot;
+    }
+    let bp = s.gor.gs[&id].bp;
+    if bp != reg {
+        return fail(
+            "g-fp",
+            format!("g {id}: sched.bp {bp:#x}, expected {reg:#x}"),
+        );
+    }
+    Ok(())
 }
 
 fn check_goroutines(s: &State) -> Result<(), Violation> {
@@ -141,8 +191,9 @@ fn check_goroutines(s: &State) -> Result<(), Violation> {
             );
         }
         if !g.corrupted {
-            if let Err(e) = s.frames(id) {
-                return fail("g-frames", format!("g {id}: {e}"));
+            match s.frames(id) {
+                Err(e) => return fail("g-frames", format!("g {id}: {e}")),
+                Ok(frames) => check_frame_pointers(s, id, &frames)?,
             }
         }
         if (g.parking_on_chan || g.active_stack_chans) && g.waiting.is_empty()

@@ -90,12 +90,14 @@ impl T {
 /// of that plus the saved BP on amd64.
 fn ptr_func(t: &T, name: &str, locals: usize) -> Func {
     let p = t.s.consts.ptr_size;
-    let bp = if t.s.config.profile.goarch.name() == "amd64" {
-        p
-    } else {
-        0
+    let frame = match t.s.config.profile.goarch.name() {
+        // The saved BP on top.
+        "amd64" => locals as u64 * p + p,
+        // The saved LR at 0(SP) and the FP word on top, 16-byte aligned.
+        "arm64" => (locals as u64 * p + 2 * p).next_multiple_of(16),
+        _ => locals as u64 * p,
     };
-    let mut f = Func::new(name, locals as u64 * p + bp);
+    let mut f = Func::new(name, frame);
     f.sites = vec![Site {
         locals: vec![true; locals],
         args: vec![],
@@ -108,7 +110,7 @@ fn ptr_func(t: &T, name: &str, locals: usize) -> Func {
 /// every frame's own pointer to itself too.
 #[test]
 fn pointer_into_stack_survives_growth_and_gc() {
-    for arch in ["amd64", "386"] {
+    for arch in ["amd64", "386", "arm64"] {
         let mut t = T::new(arch);
         let bottom = t.func(ptr_func(&t, "bottom", 4));
         let rec = t.func(ptr_func(&t, "rec", 3));
@@ -373,25 +375,38 @@ fn junk_in_a_pointer_slot_throws() {
 /// stack at the frame above.
 #[test]
 fn saved_frame_pointers_follow_the_stack() {
-    let mut t = T::new("amd64");
+    for arch in ["amd64", "arm64"] {
+        saved_frame_pointers_on(arch);
+    }
+}
+
+fn saved_frame_pointers_on(arch: &str) {
+    let mut t = T::new(arch);
     let bottom = t.func(ptr_func(&t, "bottom", 2));
     let mid = t.func(ptr_func(&t, "mid", 30));
     let g = t.spawn(bottom);
     for _ in 0..100 {
         t.call(g, 0, mid);
     }
+    // amd64 saves the caller's BP at the top of each frame (varp) and BP
+    // points there; arm64 saves the caller's FP one word below each frame's
+    // SP and FP points there.
+    let arm = arch == "arm64";
     let check = |t: &T| {
         let frames = t.s.frames(g).unwrap();
         let st = t.s.gor.gs[&g].stack;
+        let fp_of = |fr: &gostack_spec::goroutine::Frame| if arm { fr.sp - 8 } else { fr.varp };
         assert_eq!(
-            t.s.gor.gs[&g].bp, frames[0].varp,
-            "sched.bp is the innermost frame's varp"
+            t.s.gor.gs[&g].bp,
+            fp_of(&frames[0]),
+            "{arch}: sched.bp is the innermost frame's FP"
         );
         for w in frames.windows(2) {
-            let saved = t.s.read_word(w[0].varp);
+            let saved = t.s.read_word(fp_of(&w[0]));
             assert_eq!(
-                saved, w[1].varp,
-                "a saved BP points at the caller's saved BP"
+                saved,
+                fp_of(&w[1]),
+                "{arch}: a saved FP points at the caller's"
             );
             assert!(st.lo <= saved && saved < st.hi);
         }

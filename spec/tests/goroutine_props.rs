@@ -9,7 +9,8 @@
 //! copystack's contract: every pointer slot that pointed into the old stack
 //! points to the same offset in the new one, and no other word changed.
 //!
-//! Default: 128 programs of up to 150 steps over four x86 profiles;
+//! Default: 128 programs of up to 150 steps over six profiles (amd64,
+//! 386 and arm64, with windows' and ios's StackSystem);
 //! `PROPTEST_CASES` raises the count.
 
 use gostack_spec::goroutine::{Func, GSnap, GStatus, Site, Slot, StackObject};
@@ -19,6 +20,8 @@ use std::collections::BTreeMap;
 
 const PROFILES: &[(&str, &str)] = &[
     ("linux/amd64", "1.23"),
+    ("linux/arm64", "1.23"),
+    ("ios/arm64", "1.19"),
     ("linux/386", "1.19"),
     ("windows/amd64", "1.23"),
     ("windows/386", "1.19"),
@@ -89,10 +92,15 @@ fn op() -> impl Strategy<Value = Op> {
 /// with a stack object big enough for a defer record.
 fn funcs(s: &mut State) -> Vec<usize> {
     let p = s.consts.ptr_size;
-    let bp = if p == 8 { p } else { 0 };
+    let arch = s.config.profile.goarch.name();
     let mut out = Vec::new();
     for (i, words) in [2u64, 16, 40, 130, 600, 16].iter().enumerate() {
-        let mut f = Func::new(&format!("f{i}"), words * p + bp);
+        let frame = match arch {
+            "amd64" => words * p + p,
+            "arm64" => (words * p + 2 * p).next_multiple_of(16),
+            _ => words * p,
+        };
+        let mut f = Func::new(&format!("f{i}"), frame);
         let site = Site {
             locals: vec![true; *words as usize],
             args: vec![],
