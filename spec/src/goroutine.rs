@@ -1715,6 +1715,10 @@ pub struct GSnap {
     pub used: Vec<u64>,
     /// The receive slots of its sudogs, as offsets from the stack's top.
     pub waiting: Vec<u64>,
+    /// The registers the stack system adjusts: sched.bp, sched.lr,
+    /// sched.ctxt, and the defer and panic heads (stack addresses written
+    /// as in `used`).
+    pub regs: [u64; 5],
 }
 
 impl State {
@@ -1761,6 +1765,13 @@ impl State {
                         .iter()
                         .map(|sid| g.stack.hi.wrapping_sub(self.gor.sudogs[sid].elem))
                         .collect(),
+                    regs: [
+                        rel(g.bp),
+                        rel(g.lr),
+                        rel(g.ctxt),
+                        rel(g.defer_head),
+                        rel(g.panic_head),
+                    ],
                 }
             })
             .collect()
