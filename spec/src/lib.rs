@@ -11,7 +11,14 @@
 //! - one Rust function per Go function that matters, citing it by name and
 //!   file;
 //! - every operation returns `Result<_, Throw>`; Go's `throw`s are values
-//!   with Go's exact message, and a failed operation changes nothing.
+//!   with Go's exact message ([`GoThrow`]), misuse that Go would not catch
+//!   is refused with our own message ([`Misuse`]), input no Go process can
+//!   produce is [`Invalid`]; a failed operation changes nothing (each public
+//!   operation runs on a copy of the state and keeps it only on success).
+//! - operations are atomic and sequential: transient states inside one
+//!   operation (`_Gcopystack`, the scan bit, a lock held across a copy) are
+//!   not observable here; the loom models of the implementation explore
+//!   the interleavings.
 //!
 //! Modules:
 //! - [`profile`]: a platform (`goos`, `goarch`, race, release) and every
@@ -20,6 +27,9 @@
 //! - [`heap`]: the page heap as the stack system sees Go's mheap;
 //! - [`stack`]: the stack allocator (stackpool, per-P stackcache,
 //!   stackLarge) and GC-deferred span freeing, over [`State`];
+//! - [`goroutine`]: goroutines whose frames live in stack memory (amd64,
+//!   386 and arm64 layouts), newstack, shrinkstack, copystack with pointer
+//!   adjustment, and the sudog/channel parking protocol;
 //! - [`invariants`]: every invariant of the state, checked in one place;
 //! - [`snapshot`]: the observable state and Go's statistics;
 //! - [`throw`] and [`gothrow`]: the error values.

@@ -659,3 +659,66 @@ fn ctxt_and_edges_are_adjusted() {
     t.call(g, 0, big);
     assert_eq!(t.s.gor.gs[&g].ctxt, 0x4000_0000);
 }
+
+/// Stack maps are per call site (`PCDATA_StackMapIndex`): a slot that is
+/// dead at the site where the frame called is not adjusted, even if it
+/// holds a stack address; at a site where it is live, it is.
+#[test]
+fn pointer_maps_are_per_site() {
+    let mut t = T::new("amd64");
+    let mut f = ptr_func(&t, "two_sites", 2);
+    f.sites = vec![
+        Site { locals: vec![true, true], args: vec![] },
+        Site { locals: vec![true, false], args: vec![] },
+    ];
+    let fi = t.func(f);
+    let big = t.func(Func::new("big", 8 * K));
+    let g = t.spawn(fi);
+    let a0 = t.addr(g, 0, Slot::Local(0));
+    let off = t.hi(g) - a0;
+    t.s.write_slot(g, 0, Slot::Local(0), a0).unwrap();
+    t.s.write_slot(g, 0, Slot::Local(1), a0).unwrap();
+    let old_hi = t.hi(g);
+    // Call from site 1, where local 1 is dead.
+    t.call(g, 1, big);
+    assert_eq!(t.s.read_word(t.addr(g, 1, Slot::Local(0))), t.hi(g) - off, "live: adjusted");
+    assert_eq!(t.s.read_word(t.addr(g, 1, Slot::Local(1))), old_hi - off, "dead: left as it was");
+}
+
+/// Arguments: the callee's args map describes the caller's outgoing
+/// argument words, and the callee's frame adjusts them ("the
+/// argument/return area is adjusted by the callee", adjustframe); a junk
+/// value there is not checked (Go passes no funcInfo for arguments).
+#[test]
+fn arguments_are_adjusted_by_the_callee() {
+    for arch in ["amd64", "arm64", "386"] {
+        let mut t = T::new(arch);
+        let p = t.s.consts.ptr_size;
+        // The caller's frame holds its locals and, at its bottom, the
+        // outgoing argument area: on x86 at SP, on arm64 just above the
+        // saved LR at 0(SP). The callee reads 2 argument words there.
+        let mut cf = ptr_func(&t, "caller", 4);
+        // The two lowest words are the outgoing argument area, which the
+        // caller's own locals map leaves out.
+        cf.sites[0].locals = vec![false, false, true, true];
+        let caller = t.func(cf);
+        let mut callee = Func::new("callee", if arch == "arm64" { 16 * K } else { 8 * K });
+        callee.args_size = 2 * p;
+        callee.sites = vec![Site { locals: vec![], args: vec![true, false] }];
+        let ce = t.func(callee);
+        let g = t.spawn(caller);
+        let target = t.addr(g, 0, Slot::Local(3));
+        let off = t.hi(g) - target;
+        // Write the arguments through the callee's view after the call: the
+        // argument words are the caller's lowest locals.
+        t.call(g, 0, ce);
+        t.s.write_slot(g, 0, Slot::Arg(0), t.addr(g, 1, Slot::Local(3))).unwrap();
+        t.s.write_slot(g, 0, Slot::Arg(1), 0x5).unwrap();
+        t.ret(g);
+        t.s.request_force_move(g).unwrap();
+        t.call(g, 0, ce);
+        assert_eq!(t.s.read_word(t.addr(g, 0, Slot::Arg(0))), t.hi(g) - off, "{arch}");
+        assert_eq!(t.s.read_word(t.addr(g, 0, Slot::Arg(1))), 0x5, "{arch}: junk in a non-pointer arg word stays");
+        let _ = target;
+    }
+}
