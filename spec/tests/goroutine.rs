@@ -524,6 +524,13 @@ fn shrink_rules() {
     t.scan(g);
     assert_eq!(t.size(g), 4 * K, "used + nosplit >= a quarter: kept");
     t.ret(g);
+    // 712 bytes used + 800 of nosplit budget: above a quarter of 4K (so
+    // kept) though under half.
+    let f640 = t.func(Func::new("f640", 640));
+    t.call(g, 0, f640);
+    t.scan(g);
+    assert_eq!(t.size(g), 4 * K, "used + nosplit >= a quarter: kept");
+    t.ret(g);
     t.scan(g);
     assert_eq!(t.size(g), 2 * K, "shallow again: halved");
     t.gc_end();

@@ -1,0 +1,91 @@
+#!/usr/bin/env python3
+"""Teeth for the spec's tests.
+
+Re-injects historical Go stack bugs (and a few plain slips) into a scratch
+copy of the committed tree, one at a time, and checks that the spec's tests
+catch each. A mutant that does not apply or does not compile is an error,
+never a catch. Prints which tests caught each mutant; exits 1 if any mutant
+survives or misfires. Run it with ci/spec-mutants.sh.
+"""
+import os, subprocess, sys, tempfile
+
+MUTANTS = [
+    ("golang/go#11267: stackpoolfree frees an empty span during GC", "spec/src/stack.rs",
+     "if gc_off && now_empty {", "if now_empty {"),
+    ("golang/go#11267: stackfree returns a large span to the heap during GC", "spec/src/stack.rs",
+     "if self.gcphase == GcPhase::Off {", "if true {"),
+    ("freeStackSpans forgets stackLarge", "spec/src/stack.rs",
+     "for (_, list) in std::mem::take(&mut s.stack_large) {", "for (_, list) in s.stack_large.clone() {"),
+    ("stackpoolalloc forgets allocCount", "spec/src/stack.rs",
+     "span.alloc_count += 1;", "span.alloc_count += 0;"),
+    ("stackpoolfree appends a span instead of putting it first", "spec/src/stack.rs",
+     "self.stackpool[order].insert(0, base);\n        }\n        if gc_off",
+     "self.stackpool[order].push(base);\n        }\n        if gc_off"),
+    ("golang/go#12967, #13169: copystack does not adjust sudogs", "spec/src/goroutine.rs",
+     "sg.elem = sg.elem.wrapping_add(delta);", "sg.elem = sg.elem;"),
+    ("golang/go#40641: isShrinkStackSafe ignores parkingOnChan", "spec/src/goroutine.rs",
+     "Ok(g.syscallsp == 0 && !g.async_safe_point && !g.parking_on_chan)",
+     "Ok(g.syscallsp == 0 && !g.async_safe_point)"),
+    ("saved frame pointers not adjusted on arm64", "spec/src/goroutine.rs",
+     "matches!(self.config.profile.goarch, Goarch::Amd64 | Goarch::Arm64) && fr.argp",
+     "matches!(self.config.profile.goarch, Goarch::Amd64) && fr.argp"),
+    ("adjustctxt leaves sched.ctxt", "spec/src/goroutine.rs",
+     "gm.ctxt = adj(gm.ctxt);", "gm.ctxt = gm.ctxt;"),
+    ("adjustdefers leaves d.link", "spec/src/goroutine.rs",
+     "self.adjustpointer(old, delta, d + 2 * p);", "let _ = d + 2 * p;"),
+    ("newstack doubles only once", "spec/src/goroutine.rs",
+     "while newsize - used < needed {", "while newsize < needed {"),
+    ("shrinkstack halves at half instead of a quarter", "spec/src/goroutine.rs",
+     "if used >= avail / 4 {", "if used >= avail / 2 {"),
+    ("adjustframe adjusts stack objects below SP", "spec/src/goroutine.rs",
+     "if base < fr.sp {", "if base < fr.sp && false {"),
+]
+
+TESTS = ["stackalloc", "gc_marker", "stackalloc_props", "goroutine", "goroutine_props"]
+
+
+def run(cmd, cwd, env):
+    return subprocess.run(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL).returncode == 0
+
+
+def main():
+    root = subprocess.check_output(["git", "rev-parse", "--show-toplevel"], text=True).strip()
+    env = dict(os.environ)
+    env.setdefault("CARGO_TARGET_DIR", os.path.join(root, "target", "mutants"))
+    bad = 0
+    with tempfile.TemporaryDirectory() as scratch:
+        # The committed tree (a fresh clone in CI); commit before running locally.
+        archive = subprocess.run(["git", "archive", "HEAD"], cwd=root, check=True, capture_output=True).stdout
+        subprocess.run(["tar", "-x", "-C", scratch], input=archive, check=True)
+        if not run(["cargo", "test", "-q", "-p", "gostack-spec", "--no-run"], scratch, env):
+            print("the unmutated tree does not build")
+            return 1
+        for name, path, find, repl in MUTANTS:
+            full = os.path.join(scratch, path)
+            orig = open(full).read()
+            if orig.count(find) != 1:
+                print(f"NOT APPLIED ({orig.count(find)} matches): {name}")
+                bad += 1
+                continue
+            open(full, "w").write(orig.replace(find, repl))
+            try:
+                if not run(["cargo", "test", "-q", "-p", "gostack-spec", "--no-run"], scratch, env):
+                    print(f"DOES NOT COMPILE: {name}")
+                    bad += 1
+                    continue
+                caught = [t for t in TESTS
+                          if not run(["cargo", "test", "-q", "-p", "gostack-spec", "--test", t], scratch, env)]
+                if not run(["cargo", "test", "-q", "-p", "gostack-spec", "--lib"], scratch, env):
+                    caught.append("lib")
+                if caught:
+                    print(f"caught:   {name}  by {', '.join(caught)}")
+                else:
+                    print(f"SURVIVED: {name}")
+                    bad += 1
+            finally:
+                open(full, "w").write(orig)
+    return 1 if bad else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
