@@ -554,8 +554,12 @@ impl State {
                 return Err(Misuse::NoSuchFunc(func).into());
             }
             let id = match s.gfget(ctx, p)? {
-                Some(id) => id,
+                Some(id) => {
+                    crate::coverage::hit("gfget: reuse a dead goroutine");
+                    id
+                }
                 None => {
+                    crate::coverage::hit("malg: a new goroutine");
                     // malg(stackMin): round2(stackSystem + stackMin), i.e.
                     // fixedStack, whatever startingStackSize is.
                     let n = (s.consts.stack_system + s.consts.stack_min).next_power_of_two();
@@ -649,6 +653,7 @@ impl State {
         let stk = self.g(id)?.stack;
         let start = self.gor.starting_stack_size;
         if stk.lo != 0 && stk.hi - stk.lo != start {
+            crate::coverage::hit("gfget: drop a stack of the wrong size");
             self.stackfree_inner(ctx, stk)?;
             self.g_mut(id)?.stack = Stack { lo: 0, hi: 0 };
         }
@@ -1056,7 +1061,9 @@ impl State {
             // canPreemptM holds; shrink if the GC asked, then the goroutine
             // yields (gopreempt_m) and, rescheduled, gets its guard back
             // (execute).
+            crate::coverage::hit("newstack: preempt");
             if g.preempt_shrink {
+                crate::coverage::hit("newstack: preempt then shrink");
                 self.g_mut(gid)?.preempt_shrink = false;
                 self.shrinkstack(ctx, gid)?;
             }
@@ -1072,10 +1079,14 @@ impl State {
         let needed = self.gor.funcs[fi].max_sp_delta + c.stack_guard;
         let used = g.stack.hi - g.sp;
         while newsize - used < needed {
+            crate::coverage::hit("newstack: grow more than twice");
             newsize *= 2;
         }
         if g.stackguard0 == c.stack_force_move {
+            crate::coverage::hit("newstack: forced move");
             newsize = oldsize;
+        } else {
+            crate::coverage::hit("newstack: grow");
         }
         let ceiling = c.maxstackceiling;
         if newsize > self.gor.maxstacksize || newsize > ceiling {
@@ -1109,13 +1120,16 @@ impl State {
         let oldsize = g.stack.hi - g.stack.lo;
         let newsize = oldsize / 2;
         if newsize < self.consts.fixed_stack {
+            crate::coverage::hit("shrinkstack: below fixedStack");
             return Ok(());
         }
         let avail = oldsize;
         let used = g.stack.hi - g.sp + self.consts.stack_nosplit;
         if used >= avail / 4 {
+            crate::coverage::hit("shrinkstack: more than a quarter used");
             return Ok(());
         }
+        crate::coverage::hit("shrinkstack: halve");
         self.gor.stats.shrinks += 1;
         self.copystack(ctx, gid, newsize)
     }
@@ -1165,6 +1179,7 @@ impl State {
         if matches!(self.config.profile.goarch, Goarch::Amd64 | Goarch::Arm64)
             && fr.argp - fr.varp == 2 * p
         {
+            crate::coverage::hit("adjustframe: saved frame pointer");
             self.adjustpointer(old, delta, fr.varp);
         }
         let (locals, args) = match fr.site {
@@ -1188,6 +1203,7 @@ impl State {
             };
             if base < fr.sp {
                 // Not allocated yet: the frame is at its entry.
+                crate::coverage::hit("adjustframe: stack object below SP");
                 continue;
             }
             for (i, &bit) in obj.ptrs.iter().enumerate() {
@@ -1245,6 +1261,7 @@ impl State {
             if newsize < old.hi - old.lo && g.parking_on_chan {
                 return Err(GoThrow::RacySudogAdjustment.into());
             }
+            crate::coverage::hit("copystack: sudogs without locks");
             self.adjustsudogs(gid, old, delta)?;
         } else {
             sghi = self.findsghi(gid, old)?;
@@ -1259,8 +1276,10 @@ impl State {
                     .into());
                 }
             }
+            crate::coverage::hit("copystack: sudogs under the channel locks");
             self.adjustsudogs(gid, old, delta)?;
             if sghi != 0 {
+                crate::coverage::hit("copystack: copy up to sghi under the locks");
                 let old_bot = old.hi - used;
                 let sgsize = sghi - old_bot;
                 self.copy_words(old_bot, old_bot.wrapping_add(delta), sgsize);
@@ -1286,6 +1305,7 @@ impl State {
             gm.defer_head = adj(gm.defer_head);
         }
         if self.uses_lr() && oldfp == g.sp.wrapping_sub(p) {
+            crate::coverage::hit("copystack: arm64 frame pointer below SP");
             // adjustctxt: on arm64 the innermost frame's saved FP sits one
             // word below SP, outside what memmove copied: copy and adjust
             // it here (golang/go#58432's neighbourhood).
@@ -1400,8 +1420,10 @@ impl State {
             e.0 += g.stack.hi - sp;
             e.1 += 1;
             if s.is_shrink_stack_safe(gid)? {
+                crate::coverage::hit("scanstack: shrink");
                 s.shrinkstack(Ctx::on(p), gid)
             } else {
+                crate::coverage::hit("scanstack: preemptShrink");
                 s.g_mut(gid)?.preempt_shrink = true;
                 Ok(())
             }
@@ -1444,14 +1466,18 @@ impl State {
             g.ctxt = 0;
         }
         if stk.hi - stk.lo != start {
+            crate::coverage::hit("gfput: free the stack");
             self.stackfree_inner(ctx, stk)?;
             let g = self.g_mut(gid)?;
             g.stack = Stack { lo: 0, hi: 0 };
             g.stackguard0 = 0;
+        } else {
+            crate::coverage::hit("gfput: keep the stack");
         }
         let local = self.gor.p_gfree.entry(p).or_default();
         local.push(gid);
         if local.len() >= 64 {
+            crate::coverage::hit("gfput: spill to the global lists");
             while local.len() >= 32 {
                 let g = local.pop().expect("non-empty");
                 if self.gor.gs[&g].stack.lo == 0 {
@@ -1639,6 +1665,7 @@ impl State {
                 let sg = s.gor.sudogs[&sid].clone();
                 let g = s.g(sg.g)?.clone();
                 if sg.is_select && g.select_done {
+                    crate::coverage::hit("send: skip a select already won");
                     continue;
                 }
                 // The slot must be in the receiver's current stack: a stale

@@ -31,11 +31,13 @@
 //!   386 and arm64 layouts), newstack, shrinkstack, copystack with pointer
 //!   adjustment, and the sudog/channel parking protocol;
 //! - [`invariants`]: every invariant of the state, checked in one place;
+//! - [`coverage`]: which branches and throws a run reached;
 //! - [`snapshot`]: the observable state and Go's statistics;
 //! - [`throw`] and [`gothrow`]: the error values.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod coverage;
 pub mod goroutine;
 pub mod gothrow;
 pub mod guard;

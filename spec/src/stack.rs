@@ -263,9 +263,16 @@ impl State {
         f: impl FnOnce(&mut State) -> Result<T, Throw>,
     ) -> Result<T, Throw> {
         let mut next = self.clone();
-        let out = f(&mut next)?;
-        *self = next;
-        Ok(out)
+        match f(&mut next) {
+            Ok(out) => {
+                *self = next;
+                Ok(out)
+            }
+            Err(t) => {
+                crate::coverage::throw(&t);
+                Err(t)
+            }
+        }
     }
 
     /// The order serving size `n`, or `None` when `n` takes the large path:
@@ -309,6 +316,7 @@ impl State {
                     .heap
                     .alloc_span(npages, SpanState::Manual)
                     .ok_or(Throw::Go(GoThrow::OutOfMemory))?;
+                crate::coverage::hit("stackpoolalloc: new span from the heap");
                 let span = self.heap.span_mut(base).expect("span just allocated");
                 span.elemsize = elemsize;
                 for i in (0..self.consts.stack_cache_size).step_by(elemsize as usize) {
@@ -326,6 +334,7 @@ impl State {
         span.alloc_count += 1;
         if span.free_list.is_empty() {
             // Every stack of the span is out: it leaves the list.
+            crate::coverage::hit("stackpoolalloc: span leaves the pool list");
             self.stackpool[order].retain(|&b| b != base);
         }
         Ok(x)
@@ -355,11 +364,15 @@ impl State {
         span.alloc_count -= 1;
         let now_empty = span.alloc_count == 0;
         if was_full {
+            crate::coverage::hit("stackpoolfree: span joins the pool list");
             self.stackpool[order].insert(0, base);
         }
         if gc_off && now_empty {
+            crate::coverage::hit("stackpoolfree: empty span back to the heap");
             self.stackpool[order].retain(|&b| b != base);
             self.release_span(base);
+        } else if now_empty {
+            crate::coverage::hit("stackpoolfree: empty span kept during GC");
         }
         Ok(())
     }
@@ -370,6 +383,7 @@ impl State {
     ///
     /// Go: `stackcacherefill` (runtime/stack.go).
     fn stackcacherefill(&mut self, p: u32, order: usize) -> Result<(), Throw> {
+        crate::coverage::hit("stackcacherefill");
         let mut list = Vec::new();
         let mut size = 0;
         while size < self.consts.stack_cache_size / 2 {
@@ -390,6 +404,7 @@ impl State {
     fn stackcacherelease(&mut self, p: u32, order: usize) -> Result<(), Throw> {
         let elemsize = self.elemsize(order);
         let half = self.consts.stack_cache_size / 2;
+        crate::coverage::hit("stackcacherelease");
         let mut c = std::mem::take(&mut self.cache_mut(p)?.stackcache[order]);
         while c.size > half {
             let x = c.list.remove(0);
@@ -406,6 +421,7 @@ impl State {
     /// Go: `stackcache_clear` (runtime/stack.go), called when a P is
     /// destroyed (`freemcache`) and after each GC (`mcache.prepareForSweep`).
     fn stackcache_clear(&mut self, p: u32) -> Result<(), Throw> {
+        crate::coverage::hit("stackcache_clear");
         for order in 0..self.stackpool.len() {
             let c = std::mem::take(&mut self.cache_mut(p)?.stackcache[order]);
             for x in c.list {
@@ -456,12 +472,16 @@ impl State {
                     if self.cache_mut(p)?.stackcache[order].list.is_empty() {
                         self.stackcacherefill(p, order)?;
                     }
+                    crate::coverage::hit("stackalloc: from the P cache");
                     let c = &mut self.cache_mut(p)?.stackcache[order];
                     let x = c.list.remove(0);
                     c.size -= n;
                     x
                 }
-                _ => self.stackpoolalloc(order)?,
+                _ => {
+                    crate::coverage::hit("stackalloc: pool without a cache");
+                    self.stackpoolalloc(order)?
+                }
             },
             None => {
                 let npage = n / PAGE_SIZE;
@@ -477,11 +497,15 @@ impl State {
                     None => None,
                 };
                 match reused {
-                    Some(base) => base,
+                    Some(base) => {
+                        crate::coverage::hit("stackalloc: large from stackLarge");
+                        base
+                    }
                     None => {
                         let base = self
                             .heap
                             .alloc_span(npage, SpanState::Manual)
+                            .inspect(|_| crate::coverage::hit("stackalloc: large from the heap"))
                             .ok_or(Throw::Go(GoThrow::OutOfMemory))?;
                         self.heap
                             .span_mut(base)
@@ -545,16 +569,22 @@ impl State {
                         self.stackcacherelease(p, order)?;
                     }
                     let c = &mut self.cache_mut(p)?.stackcache[order];
+                    crate::coverage::hit("stackfree: onto the P cache");
                     c.list.insert(0, v);
                     c.size += n;
                 }
-                _ => self.stackpoolfree(v, order)?,
+                _ => {
+                    crate::coverage::hit("stackfree: pool without a cache");
+                    self.stackpoolfree(v, order)?
+                }
             },
             None => {
                 let npages = self.heap.span_of(v).map(|s| s.npages).unwrap_or(0);
                 if self.gcphase == GcPhase::Off {
+                    crate::coverage::hit("stackfree: large back to the heap");
                     self.release_span(v);
                 } else {
+                    crate::coverage::hit("stackfree: large to stackLarge during GC");
                     self.stack_large
                         .entry(stacklog2(npages))
                         .or_default()
@@ -582,6 +612,7 @@ impl State {
                         .get(&base)
                         .is_some_and(|sp| sp.alloc_count == 0);
                     if empty {
+                        crate::coverage::hit("freeStackSpans: empty pool span");
                         let span = s.heap.span_mut(base).expect("listed span");
                         span.free_list.clear();
                         s.release_span(base);
@@ -592,6 +623,7 @@ impl State {
             }
             for (_, list) in std::mem::take(&mut s.stack_large) {
                 for base in list {
+                    crate::coverage::hit("freeStackSpans: stackLarge span");
                     s.release_span(base);
                 }
             }
