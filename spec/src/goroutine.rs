@@ -1478,14 +1478,23 @@ impl State {
         local.push(gid);
         if local.len() >= 64 {
             crate::coverage::hit("gfput: spill to the global lists");
+            // Pop down to 31 into two queues (with and without a stack),
+            // then prepend each queue to its global list keeping the
+            // queue's order: the first popped ends up at the head. (The
+            // lists are Vecs whose end is the head.)
+            let (mut with, mut without) = (Vec::new(), Vec::new());
             while local.len() >= 32 {
                 let g = local.pop().expect("non-empty");
                 if self.gor.gs[&g].stack.lo == 0 {
-                    self.gor.sched_gfree_nostack.push(g);
+                    without.push(g);
                 } else {
-                    self.gor.sched_gfree_stack.push(g);
+                    with.push(g);
                 }
             }
+            self.gor.sched_gfree_stack.extend(with.into_iter().rev());
+            self.gor
+                .sched_gfree_nostack
+                .extend(without.into_iter().rev());
         }
         Ok(())
     }

@@ -675,8 +675,14 @@ fn pointer_maps_are_per_site() {
     let mut t = T::new("amd64");
     let mut f = ptr_func(&t, "two_sites", 2);
     f.sites = vec![
-        Site { locals: vec![true, true], args: vec![] },
-        Site { locals: vec![true, false], args: vec![] },
+        Site {
+            locals: vec![true, true],
+            args: vec![],
+        },
+        Site {
+            locals: vec![true, false],
+            args: vec![],
+        },
     ];
     let fi = t.func(f);
     let big = t.func(Func::new("big", 8 * K));
@@ -688,8 +694,16 @@ fn pointer_maps_are_per_site() {
     let old_hi = t.hi(g);
     // Call from site 1, where local 1 is dead.
     t.call(g, 1, big);
-    assert_eq!(t.s.read_word(t.addr(g, 1, Slot::Local(0))), t.hi(g) - off, "live: adjusted");
-    assert_eq!(t.s.read_word(t.addr(g, 1, Slot::Local(1))), old_hi - off, "dead: left as it was");
+    assert_eq!(
+        t.s.read_word(t.addr(g, 1, Slot::Local(0))),
+        t.hi(g) - off,
+        "live: adjusted"
+    );
+    assert_eq!(
+        t.s.read_word(t.addr(g, 1, Slot::Local(1))),
+        old_hi - off,
+        "dead: left as it was"
+    );
 }
 
 /// Arguments: the callee's args map describes the caller's outgoing
@@ -711,7 +725,10 @@ fn arguments_are_adjusted_by_the_callee() {
         let caller = t.func(cf);
         let mut callee = Func::new("callee", if arch == "arm64" { 16 * K } else { 8 * K });
         callee.args_size = 2 * p;
-        callee.sites = vec![Site { locals: vec![], args: vec![true, false] }];
+        callee.sites = vec![Site {
+            locals: vec![],
+            args: vec![true, false],
+        }];
         let ce = t.func(callee);
         let g = t.spawn(caller);
         let target = t.addr(g, 0, Slot::Local(3));
@@ -719,13 +736,48 @@ fn arguments_are_adjusted_by_the_callee() {
         // Write the arguments through the callee's view after the call: the
         // argument words are the caller's lowest locals.
         t.call(g, 0, ce);
-        t.s.write_slot(g, 0, Slot::Arg(0), t.addr(g, 1, Slot::Local(3))).unwrap();
+        t.s.write_slot(g, 0, Slot::Arg(0), t.addr(g, 1, Slot::Local(3)))
+            .unwrap();
         t.s.write_slot(g, 0, Slot::Arg(1), 0x5).unwrap();
         t.ret(g);
         t.s.request_force_move(g).unwrap();
         t.call(g, 0, ce);
-        assert_eq!(t.s.read_word(t.addr(g, 0, Slot::Arg(0))), t.hi(g) - off, "{arch}");
-        assert_eq!(t.s.read_word(t.addr(g, 0, Slot::Arg(1))), 0x5, "{arch}: junk in a non-pointer arg word stays");
+        assert_eq!(
+            t.s.read_word(t.addr(g, 0, Slot::Arg(0))),
+            t.hi(g) - off,
+            "{arch}"
+        );
+        assert_eq!(
+            t.s.read_word(t.addr(g, 0, Slot::Arg(1))),
+            0x5,
+            "{arch}: junk in a non-pointer arg word stays"
+        );
         let _ = target;
     }
+}
+
+/// gfput spills half of a P's 64 dead goroutines to the global lists
+/// (`gQueue` then `gList.pushAll`, which keeps the queue's order at the
+/// head), and gfget refills an empty P list from them, head first.
+#[test]
+fn gfree_lists_keep_go_order() {
+    let mut t = T::new("amd64");
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let gs: Vec<u32> = (0..64).map(|_| t.spawn(bottom)).collect();
+    let ctx = t.ctx();
+    for &g in &gs {
+        t.s.exit(ctx, g).unwrap();
+    }
+    t.ok();
+    // The 64th exit spilled the 33 most recent (g63 down to g31): the first
+    // popped, g63, heads the global list.
+    assert_eq!(t.s.gor.p_gfree[&t.p], gs[..31].to_vec());
+    let global: Vec<u32> = t.s.gor.sched_gfree_stack.iter().rev().copied().collect();
+    assert_eq!(global, gs[31..].iter().rev().copied().collect::<Vec<_>>());
+    // A new P with an empty list refills from the global head.
+    let q = t.s.create_p();
+    let g = t.s.spawn(Ctx::on(q), bottom).unwrap();
+    // Refill pushes g63, g62, ... onto q's list; the last pushed is popped.
+    assert_eq!(g, gs[63 - 31]);
+    assert_eq!(t.s.gor.p_gfree[&q].len(), 31);
 }
