@@ -4,6 +4,8 @@
 //! accepted and exits with status 2; nothing the user types can make it
 //! panic.
 
+mod nosplit;
+
 use clap::{Parser, Subcommand};
 use gostack_spec::guard::{self, Calls, SplitForm};
 use gostack_spec::{Consts, Profile, Release};
@@ -75,11 +77,60 @@ enum Command {
         #[arg(long, requires = "sp", allow_hyphen_values = true)]
         guard: Option<String>,
     },
+    /// Run the stanzas of a file in the format of Go's test/nosplit.go (or
+    /// that file itself) through the linker's nosplit check: one line per
+    /// stanza, `stanza N: accept` or `stanza N: reject: <chain>`.
+    Nosplit {
+        /// Target architecture, as GOARCH (GOOS is linux, as for the test).
+        #[arg(long, default_value = "amd64")]
+        goarch: String,
+        /// A -race build (Go 1.23 doubles the nosplit budget).
+        #[arg(long)]
+        race: bool,
+        /// Go release: 1.19 or 1.23.
+        #[arg(long, default_value = "1.23")]
+        release: String,
+        /// Compare each verdict with the stanza's REJECT line; exit 1 on any
+        /// difference.
+        #[arg(long)]
+        check: bool,
+        /// The stanza file.
+        file: String,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Nosplit {
+        goarch,
+        race,
+        release,
+        check,
+        file,
+    } = &cli.command
+    {
+        return match nosplit::run(goarch, *race, release, *check, file) {
+            Ok(run) => {
+                print!("{}", run.text);
+                if run.mismatches > 0 {
+                    match run.mismatches {
+                        1 => eprintln!("gostack: 1 stanza differs from its REJECT line"),
+                        n => eprintln!("gostack: {n} stanzas differ from their REJECT lines"),
+                    }
+                    ExitCode::from(1)
+                } else {
+                    ExitCode::SUCCESS
+                }
+            }
+            Err(msg) => {
+                eprintln!("gostack: {msg}");
+                ExitCode::from(2)
+            }
+        };
+    }
     let result = match cli.command {
+        // Handled above: its exit status has three values.
+        Command::Nosplit { .. } => Ok(String::new()),
         Command::Consts { profile, all, json } => consts(&profile, all, json),
         Command::Split {
             profile,

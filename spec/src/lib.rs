@@ -24,6 +24,8 @@
 //! - [`profile`]: a platform (`goos`, `goarch`, race, release) and every
 //!   stack constant derived from it;
 //! - [`guard`]: the prologue stack-split check the compiler emits;
+//! - [`nosplit`]: the linker's proof that no chain of NOSPLIT functions
+//!   outgrows the nosplit budget, and a reader for Go's test/nosplit.go;
 //! - [`heap`]: the page heap as the stack system sees Go's mheap;
 //! - [`stack`]: the stack allocator (stackpool, per-P stackcache,
 //!   stackLarge) and GC-deferred span freeing, over [`State`];

@@ -53,6 +53,19 @@ pub enum Invalid {
     /// A frame size the assembler cannot represent (it holds frame sizes in
     /// an `int32`, see `stacksplit` in cmd/internal/obj/x86/obj6.go).
     FrameTooLarge(u64),
+    /// A line of a `test/nosplit.go` stanza that the reader cannot take
+    /// (see [`crate::nosplit::read_stanzas`]).
+    Stanza {
+        /// The 1-based line number in the file.
+        line: usize,
+        /// What is wrong, naming the offending text.
+        problem: String,
+        /// What would have been accepted there.
+        accepted: &'static str,
+    },
+    /// An architecture whose assembler frame rules the nosplit analysis does
+    /// not model (see [`crate::nosplit::NOSPLIT_ARCHES`]).
+    NosplitNotModeled(&'static str),
     /// A register value wider than the profile's pointer size.
     NotAPointer {
         /// The value offered.
@@ -128,6 +141,16 @@ impl fmt::Display for Invalid {
                 f,
                 "frame size {n} cannot exist; accepted: 0 to {} (the assembler's int32)",
                 crate::guard::MAX_FRAMESIZE
+            ),
+            Invalid::Stanza {
+                line,
+                problem,
+                accepted,
+            } => write!(f, "line {line}: {problem}; accepted: {accepted}"),
+            Invalid::NosplitNotModeled(a) => write!(
+                f,
+                "the assembler frame rules of {a} are not modeled; accepted: {}",
+                list(crate::nosplit::NOSPLIT_ARCHES, Goarch::name)
             ),
             Invalid::NotAPointer { value, bits } => write!(
                 f,
