@@ -1,8 +1,50 @@
-//! # gostack: the real-memory Go stack system (not written yet)
+//! # gostack: the Go goroutine stack allocator over real memory
 //!
-//! This crate will hold the optimized implementation of the stack system
-//! that `gostack-spec` specifies: one memmap2 arena, intrusive free lists,
-//! per-P caches, real copying and pointer adjustment (see `DESIGN.md`
-//! section 4 and the impl issue). Until then it exposes nothing, so that no
-//! caller can mistake it for a working allocator.
+//! The optimized implementation of what `gostack-spec` specifies (see
+//! `DESIGN.md` sections 4 and 5): one arena reserved with memmap2, a page
+//! heap with a bitmap and per-chunk summaries, span metadata in a table
+//! indexed by page, Go's stackpool / per-P stackcache / stackLarge with
+//! intrusive free lists stored in the free stacks themselves, Go's lock
+//! structure, and GC-deferred span freeing. Its [`Stacks::snapshot`] equals
+//! the spec's `State::snapshot` after the same operations.
+//!
+//! Modules:
+//! - [`os`]: the OS layer (`sysReserve`, `sysMap`, `sysUsed`, `sysUnused`,
+//!   `sysFault`, `sysFree`) and word access, the only `unsafe` code;
+//! - [`heap`]: the free-page bitmap with per-chunk summaries (first fit);
+//! - [`stack`]: the allocator, [`Stacks`] and [`P`];
+//! - [`runtime`]: [`Runtime`], the spec's API (Ps by id, [`gostack_spec::Ctx`]).
+//!
+//! ```
+//! use gostack::{Runtime, Stacks};
+//! use gostack_spec::{Config, Ctx, Profile};
+//!
+//! let mut config = Config::new(Profile::parse("linux", "amd64", false, "1.23").unwrap());
+//! config.arena_bytes = 4 << 20;
+//!
+//! // The concurrent API: a shared allocator and an owned P.
+//! let stacks = Stacks::new(&config).unwrap();
+//! let mut p = stacks.new_p();
+//! let stk = stacks.stackalloc(Some(&mut p), false, 2048).unwrap();
+//! assert_eq!(stk.hi - stk.lo, 2048);
+//! stacks.stackfree(Some(&mut p), false, stk).unwrap();
+//! // A double free is refused and changes nothing.
+//! assert!(stacks.stackfree(Some(&mut p), false, stk).is_err());
+//!
+//! // The spec's API.
+//! let mut rt = Runtime::new(config).unwrap();
+//! let p = rt.create_p();
+//! let stk = rt.stackalloc(Ctx::on(p), 8192).unwrap();
+//! assert_eq!(rt.snapshot().in_use, vec![(stk.lo - rt.base(), 8192)]);
+//! ```
 #![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod heap;
+pub mod os;
+pub mod runtime;
+pub mod stack;
+mod sync;
+
+pub use runtime::Runtime;
+pub use stack::{Stacks, P};

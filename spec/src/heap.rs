@@ -139,7 +139,9 @@ impl PageHeap {
     /// Maps more of the arena: at least `npages`, rounded up to the growth
     /// chunk. Go: `mheap.grow` (runtime/mheap.go).
     fn grow(&mut self, npages: u64) -> bool {
-        let ask = npages.div_ceil(GROWTH_PAGES) * GROWTH_PAGES;
+        let Some(ask) = npages.div_ceil(GROWTH_PAGES).checked_mul(GROWTH_PAGES) else {
+            return false;
+        };
         if ask > self.arena_pages - self.mapped_pages {
             return false;
         }

@@ -467,6 +467,13 @@ fn heap_first_fit_and_growth() {
     refused(&mut s, Throw::Misuse(Misuse::ZeroPages), |s| {
         s.heap_alloc(0)
     });
+    // Sizes whose rounding to the growth chunk overflows are out of memory.
+    refused(&mut s, Throw::Go(GoThrow::OutOfMemory), |s| {
+        s.heap_alloc(u64::MAX)
+    });
+    refused(&mut s, Throw::Go(GoThrow::OutOfMemory), |s| {
+        s.stackalloc(Ctx::no_p(), 1 << 31)
+    });
 }
 
 /// Bad sizes: Go's two power-of-two throws (their messages differ), and our
