@@ -113,6 +113,8 @@ fn misuse_name(m: &Misuse) -> &'static str {
         Misuse::NoReceiver(_) => "misuse: no receiver",
         Misuse::StaleSudogElem(_) => "misuse: stale sudog elem",
         Misuse::WouldBlock(_) => "misuse: would block",
+        Misuse::BadReturnAddress(_) => "misuse: bad return address",
+        Misuse::NosplitOverrun(_) => "misuse: nosplit overrun",
     }
 }
 

@@ -7,9 +7,9 @@
 //! # Memory and frames
 //! Memory is a map from word addresses to words (absent = 0); a stack is the
 //! words of `[lo, hi)`. Frames are laid out as Go lays them out on x86
-//! (`amd64` with frame pointers, `386` without); other architectures are
-//! refused with [`Misuse::LayoutNotModeled`] for now. For a frame whose
-//! function has frame size `F` and whose SP is `sp`:
+//! (`amd64` with frame pointers, `386` without) and on arm64 (below); other
+//! architectures are refused with [`Misuse::LayoutNotModeled`] for now. For
+//! an x86 frame whose function has frame size `F` and whose SP is `sp`:
 //!
 //! ```text
 //!   argp = fp  ->  +-----------------------+  caller's outgoing args
@@ -24,6 +24,14 @@
 //! (`unwinder.resolveInternal`, runtime/traceback.go). `F` is the frame size
 //! of the TEXT line (on amd64 it includes the saved-BP slot; see
 //! `spec::guard`).
+//!
+//! On arm64 a call leaves the return address in LR; the callee's prologue
+//! stores it at `0(SP)` of its new frame and stores the caller's frame
+//! pointer one word *below* its SP. So `fp = sp + F`, `varp = fp - 8` (the
+//! word where the caller saved its own caller's FP), `argp = fp + 8`, and
+//! the innermost frame's saved FP lies outside every frame, which is why
+//! copystack copies and adjusts it separately (adjustctxt; Go 1.23 only,
+//! Go 1.19 leaves arm64's frame pointers unadjusted).
 //!
 //! A return address is a PC that encodes the calling function and its call
 //! site: `PC_BASE + func * PC_STRIDE + site`. The goroutine's bottom return
@@ -296,6 +304,14 @@ impl State {
         }
     }
 
+    /// Whether copystack adjusts arm64's saved frame pointers: Go 1.23 does
+    /// (adjustframe and adjustctxt); Go 1.19 adjusts only amd64's, leaving
+    /// arm64's pointing into the old stack (golang/go#58432).
+    pub(crate) fn arm64_fp_adjusted(&self) -> bool {
+        self.config.profile.goarch == Goarch::Arm64
+            && self.config.profile.release != crate::profile::Release::Go1_19
+    }
+
     /// Whether CALL leaves the return address in the link register (arm64)
     /// rather than pushing it (x86).
     fn uses_lr(&self) -> bool {
@@ -553,6 +569,16 @@ impl State {
             if func >= s.gor.funcs.len() {
                 return Err(Misuse::NoSuchFunc(func).into());
             }
+            if s.gor.funcs[func].args_size != 0 {
+                // newproc1 starts only a func() (the compiler wraps a go
+                // statement's call in a closure without arguments).
+                let name = s.gor.funcs[func].name.clone();
+                return Err(Misuse::BadFunc(
+                    name,
+                    "a goroutine's entry function takes no arguments".into(),
+                )
+                .into());
+            }
             let id = match s.gfget(ctx, p)? {
                 Some(id) => {
                     crate::coverage::hit("gfget: reuse a dead goroutine");
@@ -564,6 +590,8 @@ impl State {
                     // fixedStack, whatever startingStackSize is.
                     let n = (s.consts.stack_system + s.consts.stack_min).next_power_of_two();
                     let stk = s.stackalloc_inner(ctx, n)?;
+                    // malg zeroes the stack's lowest word.
+                    s.write_mem(stk.lo, 0);
                     let id = s.gor.next_g;
                     s.gor.next_g += 1;
                     s.gor.gs.insert(id, s.new_g(stk));
@@ -592,6 +620,13 @@ impl State {
             let sp = g.sp;
             if !uses_lr {
                 s.write_mem(sp, GOEXIT_PC);
+            } else {
+                // The caller's LR slot at the top frame is zeroed; Go 1.23
+                // zeroes the caller's FP word below it too.
+                s.write_mem(sp, 0);
+                if s.config.profile.release != crate::profile::Release::Go1_19 {
+                    s.write_mem(sp - ptr, 0);
+                }
             }
             s.enter(ctx, id)?;
             Ok(id)
@@ -707,9 +742,9 @@ impl State {
                 .filter(|&sp| sp >= g.stack.lo)
                 .map(|sp| sp + below);
         let Some(new_sp) = new_sp else {
-            // Only a NOSPLIT function can get here: Go would run off the
-            // bottom of the stack.
-            return Err(GoThrow::SplitStackOverflow.into());
+            // Only a NOSPLIT function can get here: a program the linker's
+            // nosplit check rejects.
+            return Err(Misuse::NosplitOverrun(gid).into());
         };
         let mut bp = g.bp;
         if self.uses_lr() {
@@ -780,7 +815,7 @@ impl State {
             } else {
                 // CALL pushes the return address.
                 if g.sp < g.stack.lo + p {
-                    return Err(GoThrow::SplitStackOverflow.into());
+                    return Err(Misuse::NosplitOverrun(gid).into());
                 }
                 s.write_mem(g.sp - p, ret);
                 s.g_mut(gid)?.sp -= p;
@@ -796,8 +831,21 @@ impl State {
     pub fn ret(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
         self.transact(|s| {
             s.require_runnable(gid)?;
-            let frames = s.frames(gid)?;
-            let top = &frames[0];
+            // RET looks only at the innermost frame (its own return
+            // address), never at the outer ones.
+            let g0 = s.g(gid)?.clone();
+            let Pc::At(func, site) = g0.pc else {
+                return Err(Misuse::NotAtEntry(gid).into());
+            };
+            let (fp, varp, argp) = s.geometry(s.gor.funcs[func].frame_size, g0.sp);
+            let top = &Frame {
+                func,
+                site: Some(site),
+                sp: g0.sp,
+                fp,
+                varp,
+                argp,
+            };
             let p = s.ptr();
             let f = &s.gor.funcs[top.func];
             let g = s.g(gid)?;
@@ -818,7 +866,7 @@ impl State {
             }
             let (cf, cs) = s
                 .decode_pc(ret)
-                .ok_or(Throw::Go(GoThrow::UnknownCallerPc))?;
+                .ok_or(Throw::Misuse(Misuse::BadReturnAddress(ret)))?;
             let uses_lr = s.uses_lr();
             let g = s.g_mut(gid)?;
             g.sp = top.fp;
@@ -1153,7 +1201,10 @@ impl State {
         check: bool,
     ) -> Result<(), Throw> {
         let p = self.ptr();
-        // Below sghi Go uses CAS; sequentially that is this same write.
+        // Go uses CAS for a whole bitmap whose start lies below sghi
+        // (already moved to new-stack addresses), against a concurrent
+        // sender; sequentially that is this same write. Saved frame
+        // pointers and stack objects always use the plain adjustpointer.
         for (i, &bit) in bv.iter().enumerate() {
             if !bit {
                 continue;
@@ -1176,7 +1227,7 @@ impl State {
     fn adjustframe(&mut self, fr: &Frame, old: Stack, delta: u64) -> Result<(), Throw> {
         let p = self.ptr();
         let f = self.gor.funcs[fr.func].clone();
-        if matches!(self.config.profile.goarch, Goarch::Amd64 | Goarch::Arm64)
+        if (self.config.profile.goarch == Goarch::Amd64 || self.arm64_fp_adjusted())
             && fr.argp - fr.varp == 2 * p
         {
             crate::coverage::hit("adjustframe: saved frame pointer");
@@ -1304,7 +1355,7 @@ impl State {
             gm.bp = adj(gm.bp);
             gm.defer_head = adj(gm.defer_head);
         }
-        if self.uses_lr() && oldfp == g.sp.wrapping_sub(p) {
+        if self.arm64_fp_adjusted() && oldfp == g.sp.wrapping_sub(p) {
             crate::coverage::hit("copystack: arm64 frame pointer below SP");
             // adjustctxt: on arm64 the innermost frame's saved FP sits one
             // word below SP, outside what memmove copied: copy and adjust
@@ -1478,25 +1529,30 @@ impl State {
         local.push(gid);
         if local.len() >= 64 {
             crate::coverage::hit("gfput: spill to the global lists");
-            // Pop down to 31 into two queues (with and without a stack),
-            // then prepend each queue to its global list keeping the
-            // queue's order: the first popped ends up at the head. (The
-            // lists are Vecs whose end is the head.)
-            let (mut with, mut without) = (Vec::new(), Vec::new());
-            while local.len() >= 32 {
-                let g = local.pop().expect("non-empty");
-                if self.gor.gs[&g].stack.lo == 0 {
-                    without.push(g);
-                } else {
-                    with.push(g);
-                }
-            }
-            self.gor.sched_gfree_stack.extend(with.into_iter().rev());
-            self.gor
-                .sched_gfree_nostack
-                .extend(without.into_iter().rev());
+            self.gfree_to_global(p, 32);
         }
         Ok(())
+    }
+
+    /// Moves dead goroutines from P `p`'s free list to the global lists
+    /// until `keep - 1` remain (`gfput` with keep 32; `gfpurge` with keep
+    /// 1, emptying it). Each popped G goes to the head of a queue (with or
+    /// without a stack), and each queue is prepended to its global list in
+    /// its own order, so the last popped heads the global list. (The lists
+    /// are Vecs whose end is the head.)
+    pub(crate) fn gfree_to_global(&mut self, p: u32, keep: usize) {
+        let local = self.gor.p_gfree.entry(p).or_default();
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        while local.len() >= keep && !local.is_empty() {
+            let g = local.pop().expect("non-empty");
+            if self.gor.gs[&g].stack.lo == 0 {
+                without.push(g);
+            } else {
+                with.push(g);
+            }
+        }
+        self.gor.sched_gfree_stack.extend(with);
+        self.gor.sched_gfree_nostack.extend(without);
     }
 
     /// Ends goroutine `gid` from wherever it stands (`runtime.Goexit`).
@@ -1685,6 +1741,8 @@ impl State {
                 for (i, &v) in value.iter().enumerate() {
                     s.write_mem(sg.elem + i as u64 * p, v);
                 }
+                // send sets sg.elem to nil once the value is written.
+                s.gor.sudogs.get_mut(&sid).expect("exists").elem = 0;
                 s.gor.chans.get_mut(&c).expect("exists").recvq = queue;
                 let gm = s.g_mut(sg.g)?;
                 gm.select_done = sg.is_select;
@@ -1799,7 +1857,10 @@ impl State {
                     waiting: g
                         .waiting
                         .iter()
-                        .map(|sid| g.stack.hi.wrapping_sub(self.gor.sudogs[sid].elem))
+                        .map(|sid| match self.gor.sudogs[sid].elem {
+                            0 => 0,
+                            elem => g.stack.hi.wrapping_sub(elem),
+                        })
                         .collect(),
                     regs: [
                         rel(g.bp),

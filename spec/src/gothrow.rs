@@ -201,6 +201,12 @@ pub enum Misuse {
     StaleSudogElem(u64),
     /// The operation would wait for a lock or a goroutine; try it later.
     WouldBlock(&'static str),
+    /// RET would jump to a return address that is no function (Go would
+    /// fault on the jump).
+    BadReturnAddress(u64),
+    /// A NOSPLIT frame (or a CALL) would run off the bottom of the stack: a
+    /// program the linker's nosplit check rejects.
+    NosplitOverrun(u32),
 }
 
 impl fmt::Display for Misuse {
@@ -249,6 +255,14 @@ impl fmt::Display for Misuse {
             Misuse::NoReceiver(c) => write!(f, "gostack: send on channel {c}, which has no waiting receiver"),
             Misuse::StaleSudogElem(a) => write!(f, "gostack: a send would write through sudog.elem {a:#x}, outside its goroutine's stack (a stale, unadjusted sudog)"),
             Misuse::WouldBlock(why) => write!(f, "gostack: would block: {why}"),
+            Misuse::BadReturnAddress(a) => write!(
+                f,
+                "gostack: RET would jump to {a:#x}, which is no function (a corrupt return address)"
+            ),
+            Misuse::NosplitOverrun(g) => write!(
+                f,
+                "gostack: goroutine {g} would run off the bottom of its stack in NOSPLIT code (the linker rejects such programs)"
+            ),
         }
     }
 }

@@ -632,9 +632,12 @@ impl State {
         })
     }
 
-    /// Returns a span's pages to the heap. The OS layer gives the pages
-    /// back (`sysUnused`, madvise), so their memory reads as zero from now
-    /// on.
+    /// Returns a span's pages to the heap. In Go `freeManual` only hands the
+    /// pages to the page allocator (the scavenger may release them to the
+    /// OS later, or never); this model, like the implementation, releases
+    /// them at once (madvise), so their memory reads as zero from now on.
+    /// That is one of the outcomes Go allows, chosen so that spec and
+    /// implementation agree word for word.
     pub(crate) fn release_span(&mut self, base: u64) {
         if let Some(span) = self.heap.free_span(base) {
             let keys: Vec<u64> = self
@@ -681,7 +684,13 @@ impl State {
     /// shrinking → `p.destroy` → `freemcache` → `stackcache_clear`).
     pub fn destroy_p(&mut self, p: u32) -> Result<(), Throw> {
         self.transact(|s| {
+            // p.destroy: freemcache (stackcache_clear), then gfpurge moves
+            // the P's dead goroutines to the global lists; the P's scan
+            // counts leave with it (allp is truncated).
             s.stackcache_clear(p)?;
+            s.gfree_to_global(p, 1);
+            s.gor.p_gfree.remove(&p);
+            s.gor.scanned.remove(&p);
             s.ps.remove(&p);
             Ok(())
         })

@@ -476,7 +476,12 @@ fn corrupt_return_address_throws() {
         Err(Throw::Go(GoThrow::UnknownCallerPc))
     );
     assert_eq!(t.s, before);
-    assert_eq!(t.s.ret(ctx, g), Err(Throw::Go(GoThrow::UnknownCallerPc)));
+    // RET jumps to the innermost frame's own return address: a corrupt one
+    // would fault.
+    assert_eq!(
+        t.s.ret(ctx, g),
+        Err(Throw::Misuse(Misuse::BadReturnAddress(0xdead)))
+    );
     // The goexit address where a frame should be: the walk ends early.
     t.s.poke(g, ret_slot, GOEXIT_PC).unwrap();
     assert_eq!(
@@ -756,9 +761,10 @@ fn arguments_are_adjusted_by_the_callee() {
     }
 }
 
-/// gfput spills half of a P's 64 dead goroutines to the global lists
-/// (`gQueue` then `gList.pushAll`, which keeps the queue's order at the
-/// head), and gfget refills an empty P list from them, head first.
+/// gfput spills half of a P's 64 dead goroutines to the global lists: each
+/// popped G goes to the head of a `gQueue`, and `gList.pushAll` prepends the
+/// queue in its order, so the *last* popped heads the global list; gfget
+/// refills an empty P list from the global head.
 #[test]
 fn gfree_lists_keep_go_order() {
     let mut t = T::new("amd64");
@@ -769,15 +775,116 @@ fn gfree_lists_keep_go_order() {
         t.s.exit(ctx, g).unwrap();
     }
     t.ok();
-    // The 64th exit spilled the 33 most recent (g63 down to g31): the first
-    // popped, g63, heads the global list.
+    // The 64th exit spilled the 33 most recent, g63 down to g31.
     assert_eq!(t.s.gor.p_gfree[&t.p], gs[..31].to_vec());
-    let global: Vec<u32> = t.s.gor.sched_gfree_stack.iter().rev().copied().collect();
-    assert_eq!(global, gs[31..].iter().rev().copied().collect::<Vec<_>>());
-    // A new P with an empty list refills from the global head.
+    let head_first: Vec<u32> = t.s.gor.sched_gfree_stack.iter().rev().copied().collect();
+    assert_eq!(head_first, gs[31..].to_vec());
+    // A new P refills 32 from the global head (g31..g62) and pops the last.
     let q = t.s.create_p();
     let g = t.s.spawn(Ctx::on(q), bottom).unwrap();
-    // Refill pushes g63, g62, ... onto q's list; the last pushed is popped.
-    assert_eq!(g, gs[63 - 31]);
+    assert_eq!(g, gs[62]);
     assert_eq!(t.s.gor.p_gfree[&q].len(), 31);
+}
+
+/// p.destroy runs gfpurge: the destroyed P's dead goroutines go to the
+/// global lists, where another P finds them (runtime/proc.go).
+#[test]
+fn destroy_p_purges_its_free_goroutines() {
+    let mut t = T::new("amd64");
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let (p0, p1) = (t.s.create_p(), t.s.create_p());
+    let g = t.s.spawn(Ctx::on(p0), bottom).unwrap();
+    t.s.exit(Ctx::on(p0), g).unwrap();
+    t.s.destroy_p(p0).unwrap();
+    t.ok();
+    assert_eq!(t.s.spawn(Ctx::on(p1), bottom).unwrap(), g);
+}
+
+/// newproc1 zeroes the caller's LR slot at the top of the stack on
+/// link-register machines, and (Go 1.23) the caller's FP word below it on
+/// arm64; malg zeroes the new stack's lowest word.
+#[test]
+fn arm64_newproc_zeroes_the_top_words() {
+    for (release, fp_zeroed) in [("1.23", true), ("1.19", false)] {
+        let mut c = Config::new(Profile::parse("linux", "arm64", false, release).unwrap());
+        c.poison_copy = true;
+        let mut s = State::new(c).unwrap();
+        let p = s.create_p();
+        let f = s.add_func(Func::new("f", 32)).unwrap();
+        let g1 = s.spawn(Ctx::on(p), f).unwrap();
+        // Move g1: its old stack, filled with 0xfc, goes to P's cache.
+        s.request_force_move(g1).unwrap();
+        s.call(Ctx::on(p), g1, 0, f).unwrap();
+        let g2 = s.spawn(Ctx::on(p), f).unwrap();
+        let top = s.gor.gs[&g2].stktopsp;
+        assert_eq!(s.read_word(top), 0, "{release}: the caller's LR slot");
+        assert_eq!(
+            s.read_word(top - 8) == 0,
+            fp_zeroed,
+            "{release}: the caller's FP word"
+        );
+    }
+}
+
+/// Go 1.19 adjusts saved frame pointers on amd64 only: on arm64 they keep
+/// pointing into the old stack after a copy (golang/go#58432); Go 1.23
+/// adjusts them.
+#[test]
+fn go119_arm64_leaves_saved_frame_pointers() {
+    for (release, adjusted) in [("1.19", false), ("1.23", true)] {
+        let mut s = State::new(Config::new(
+            Profile::parse("linux", "arm64", false, release).unwrap(),
+        ))
+        .unwrap();
+        let p = s.create_p();
+        let f = s.add_func(Func::new("f", 32)).unwrap();
+        let g = s.spawn(Ctx::on(p), f).unwrap();
+        s.call(Ctx::on(p), g, 0, f).unwrap();
+        s.call(Ctx::on(p), g, 0, f).unwrap();
+        let slot = s.frames(g).unwrap()[0].varp;
+        let v = s.read_word(slot);
+        assert_ne!(v, 0);
+        let hi = s.gor.gs[&g].stack.hi;
+        s.request_force_move(g).unwrap();
+        s.call(Ctx::on(p), g, 0, f).unwrap();
+        check_invariants(&s).unwrap();
+        let delta = s.gor.gs[&g].stack.hi.wrapping_sub(hi);
+        let moved = s.read_word(slot.wrapping_add(delta));
+        assert_eq!(moved == v.wrapping_add(delta), adjusted, "{release}");
+        assert_eq!(moved == v, !adjusted, "{release}");
+    }
+}
+
+/// A goroutine's entry function takes no arguments (newproc1 starts a
+/// func()); one that does is refused, so no argument slot lies above hi.
+#[test]
+fn entry_functions_take_no_arguments() {
+    let mut t = T::new("amd64");
+    let mut f = Func::new("f", 16);
+    f.args_size = 64;
+    let f = t.func(f);
+    let ctx = t.ctx();
+    assert!(matches!(
+        t.s.spawn(ctx, f),
+        Err(Throw::Misuse(Misuse::BadFunc(..)))
+    ));
+}
+
+/// send (runtime/chan.go) sets sudog.elem to nil once it has written the
+/// value; the woken goroutine's copy then ignores that sudog.
+#[test]
+fn send_clears_the_sudog_elem() {
+    let mut t = T::new("amd64");
+    let g = grown_then_shallow(&mut t, 60);
+    let c = t.s.make_chan(8).unwrap();
+    let slot = t.addr(g, 0, Slot::Local(0));
+    t.s.park(g, &[(c, slot)]).unwrap();
+    t.s.send(c, &[0x4000_0000]).unwrap();
+    let sid = t.s.gor.gs[&g].waiting[0];
+    assert_eq!(t.s.gor.sudogs[&sid].elem, 0);
+    // Woken but not yet resumed: a scan may shrink it, ignoring the sudog.
+    t.scan(g);
+    t.s.wake(g).unwrap();
+    t.ok();
+    t.gc_end();
 }
