@@ -133,6 +133,20 @@ impl FreePages {
         }
     }
 
+    /// Drops the last `chunks` chunks: undoes a [`FreePages::grow`] whose
+    /// allocation failed afterwards.
+    pub fn shrink(&mut self, chunks: u64) {
+        let keep = self.bits.len().saturating_sub(chunks as usize);
+        self.bits.truncate(keep);
+        self.sums.truncate(keep);
+    }
+
+    /// Bytes of the bitmap and summaries (their capacity).
+    pub fn metadata_bytes(&self) -> u64 {
+        (self.bits.capacity() * std::mem::size_of::<[u64; WORDS]>()
+            + self.sums.capacity() * std::mem::size_of::<Sum>()) as u64
+    }
+
     /// The lowest page `p` with `[p, p+n)` free (`pageAlloc.find`).
     pub fn find(&self, n: u64) -> Option<u64> {
         if n == 0 {
@@ -320,6 +334,20 @@ mod tests {
                 assert_eq!(f.is_free(p), naive[p as usize]);
             }
         }
+    }
+
+    #[test]
+    fn shrink_undoes_grow() {
+        let mut f = FreePages::default();
+        f.grow(1);
+        f.set(0, 10, false);
+        let before = (f.runs(), f.pages(), f.sum(0));
+        f.grow(2);
+        assert_eq!(f.pages(), 3 * 512);
+        f.shrink(2);
+        assert_eq!((f.runs(), f.pages(), f.sum(0)), before);
+        assert_eq!(f.sum(1), None);
+        assert!(f.metadata_bytes() >= 64 + 6);
     }
 
     #[test]

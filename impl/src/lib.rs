@@ -1,4 +1,4 @@
-//! # gostack: the Go goroutine stack allocator over real memory
+//! # gostack: the Go goroutine stack system over real memory
 //!
 //! The optimized implementation of what `gostack-spec` specifies (see
 //! `DESIGN.md` sections 4 and 5): one arena reserved with memmap2, a page
@@ -8,12 +8,22 @@
 //! structure, and GC-deferred span freeing. Its [`Stacks::snapshot`] equals
 //! the spec's `State::snapshot` after the same operations.
 //!
+//! On top of it, [`Runtime`] runs goroutines whose frames live in their
+//! stacks in the arena: growth, shrinking at stack scans, forced moves, a
+//! real word copy with a bitmap walk that adjusts every pointer slot,
+//! defers, panics, dead-goroutine reuse and the sudog/channel protocol,
+//! with the spec's results, throws, `snapshot()` and `world()`. It works
+//! in the spec's address space (`config.arena_base`), so stack contents
+//! are bit-identical to the spec's.
+//!
 //! Modules:
 //! - [`os`]: the OS layer (`sysReserve`, `sysMap`, `sysUsed`, `sysUnused`,
 //!   `sysFault`, `sysFree`) and word access, the only `unsafe` code;
 //! - [`heap`]: the free-page bitmap with per-chunk summaries (first fit);
 //! - [`stack`]: the allocator, [`Stacks`] and [`P`];
-//! - [`runtime`]: [`Runtime`], the spec's API (Ps by id, [`gostack_spec::Ctx`]).
+//! - [`runtime`]: [`Runtime`], the spec's API (Ps by id, [`gostack_spec::Ctx`]),
+//!   allocator and goroutines; the goroutine layer, the copy/adjust loops
+//!   and the allocation planner are private modules behind it.
 //!
 //! ```
 //! use gostack::{Runtime, Stacks};
@@ -40,11 +50,15 @@
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 
+mod adjust;
+mod goroutine;
 pub mod heap;
 pub mod os;
 pub mod runtime;
+mod sim;
 pub mod stack;
 mod sync;
+pub mod sysalloc;
 
 pub use runtime::Runtime;
 pub use stack::{Stacks, P};

@@ -269,27 +269,53 @@ impl Arena {
 }
 
 /// A zero-initialized array of `AtomicU64`, for tables indexed by arena
-/// page (the span table). It comes from `alloc_zeroed`, which for large
-/// sizes maps fresh zero pages that the kernel commits only when touched, so
-/// a table sized for the whole arena costs memory only where the heap is in
-/// use.
+/// page (the span table). It is an anonymous private mapping without swap
+/// reservation (`MAP_NORESERVE`), so the kernel commits a page of the table
+/// only when an entry in it is first touched: a table sized for a 64 GiB
+/// arena costs memory only where the heap is in use. Under Miri it is a
+/// zeroed heap block.
 pub struct ZeroedWords {
     ptr: std::ptr::NonNull<AtomicU64>,
     len: usize,
+    /// Keeps the mapping alive; unmapped on drop.
+    #[cfg(not(miri))]
+    _map: memmap2::MmapMut,
 }
 
-// SAFETY: the table owns its allocation and is only accessed through
+// SAFETY: the table owns its memory and is only accessed through
 // `&[AtomicU64]`, whose elements are safe to share and send.
 unsafe impl Send for ZeroedWords {}
 // SAFETY: as above.
 unsafe impl Sync for ZeroedWords {}
 
 impl ZeroedWords {
-    fn layout(len: usize) -> Option<std::alloc::Layout> {
-        std::alloc::Layout::array::<AtomicU64>(len.max(1)).ok()
+    /// Bytes for `len` words (at least one word), if that fits.
+    fn bytes(len: usize) -> Option<usize> {
+        len.max(1).checked_mul(std::mem::size_of::<AtomicU64>())
     }
 
     /// A table of `len` words, all zero.
+    #[cfg(not(miri))]
+    pub fn new(len: usize) -> Result<ZeroedWords, OsError> {
+        let bytes = Self::bytes(len)
+            .filter(|&b| b <= isize::MAX as usize)
+            .ok_or_else(|| OsError(format!("a table of {len} words is too large")))?;
+        let mut map = memmap2::MmapOptions::new()
+            .len(bytes)
+            .no_reserve_swap()
+            .map_anon()
+            .map_err(|e| OsError(format!("cannot map a table of {len} words: {e}")))?;
+        let ptr = std::ptr::NonNull::new(map.as_mut_ptr().cast::<AtomicU64>())
+            .ok_or_else(|| OsError("mmap returned null".into()))?;
+        Ok(ZeroedWords {
+            ptr,
+            len,
+            _map: map,
+        })
+    }
+
+    /// A table of `len` words, all zero (Miri: a zeroed heap block).
+    #[cfg(miri)]
     pub fn new(len: usize) -> Result<ZeroedWords, OsError> {
         let layout = Self::layout(len)
             .ok_or_else(|| OsError(format!("a table of {len} words is too large")))?;
@@ -300,18 +326,27 @@ impl ZeroedWords {
         Ok(ZeroedWords { ptr, len })
     }
 
+    #[cfg(miri)]
+    fn layout(len: usize) -> Option<std::alloc::Layout> {
+        Self::bytes(len)?;
+        std::alloc::Layout::array::<AtomicU64>(len.max(1)).ok()
+    }
+
     /// The words.
     #[inline]
     pub fn words(&self) -> &[AtomicU64] {
-        // SAFETY: `ptr` points to `len` (or, for 0, one) words allocated
-        // zeroed with `AtomicU64`'s alignment and owned by `self`; all-zero
-        // bytes are a valid `AtomicU64`; the memory is only ever accessed
-        // through these atomics (shared references to interior-mutable
-        // cells), and it is freed only in `drop`, which takes `&mut self`.
+        // SAFETY: `ptr` points to `len` (or, for 0, one) words of zeroed
+        // memory owned by `self` (a page-aligned mapping, or a block
+        // allocated with `AtomicU64`'s layout), aligned for `AtomicU64`;
+        // all-zero bytes are a valid `AtomicU64`; the memory is only ever
+        // accessed through these atomics (shared references to
+        // interior-mutable cells), and it is freed only when `self` is
+        // dropped, which needs `&mut self`.
         unsafe { std::slice::from_raw_parts(self.ptr.as_ptr(), self.len) }
     }
 }
 
+#[cfg(miri)]
 impl Drop for ZeroedWords {
     fn drop(&mut self) {
         if let Some(layout) = Self::layout(self.len) {
@@ -331,6 +366,8 @@ impl Drop for Arena {
 }
 
 #[cfg(test)]
+// The goroutine layer's `impl Arena` block stays last in the file.
+#[allow(clippy::items_after_test_module)]
 mod tests {
     use super::*;
 
@@ -396,5 +433,40 @@ mod tests {
         a.sys_fault(8192, 8192, true).unwrap();
         assert!(a.store_word(a.base() + 8192, 1));
         assert_eq!(a.load_word(a.base() + 8192), Some(1));
+    }
+}
+
+/// Word views for the goroutine layer (impl/src/goroutine.rs and
+/// impl/src/adjust.rs): runs of 8-byte words of the arena, for copying
+/// stacks and adjusting the pointers in their frames (32-bit profiles use
+/// each as two 4-byte words, so every access to arena memory has one size).
+/// Every access through them is a relaxed atomic load, store or
+/// compare-and-swap, like [`Arena::load_word`]: a word loop of relaxed
+/// atomics compiles to plain moves, and a caller that lets two threads
+/// touch the same words gets wrong values, never a data race.
+impl Arena {
+    /// `n` consecutive 8-byte words from absolute address `addr`, if they
+    /// lie inside the arena and `addr` is 8-byte aligned.
+    #[inline]
+    pub fn words(&self, addr: u64, n: usize) -> Option<&[std::sync::atomic::AtomicU64]> {
+        let off = addr.checked_sub(self.base())?;
+        let bytes = (n as u64).checked_mul(8)?;
+        if off % 8 != 0 || off.checked_add(bytes)? > self.len {
+            return None;
+        }
+        // SAFETY: `[off, off + 8n)` lies inside the arena (checked above),
+        // which stays mapped (or allocated, under Miri) while `self` lives,
+        // and the returned slice borrows `self`; `base` is page aligned and
+        // `off` a multiple of 8, so the pointer is aligned for `AtomicU64`.
+        // Every access this crate makes to arena memory is atomic, so the
+        // shared slice of atomics aliases no non-atomic access.
+        Some(unsafe {
+            std::slice::from_raw_parts(
+                self.base
+                    .add(off as usize)
+                    .cast::<std::sync::atomic::AtomicU64>(),
+                n,
+            )
+        })
     }
 }

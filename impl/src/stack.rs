@@ -27,6 +27,23 @@
 //! an atomic; per-P caches need no lock because a [`P`] is owned (`&mut P`).
 //! Lock order: GC state, then pools by order, then stackLarge, then heap.
 //!
+//! Two changes from Go's order, because here the GC phase changes while
+//! other threads free stacks (Go changes it with the world stopped):
+//! `stackfree` of a large stack reads the phase under the stackLarge lock,
+//! and `gc_start` waits for every pool and the stackLarge lock after
+//! setting `_GCmark`, so no free that saw `_GCoff` is still returning a span
+//! to the heap when a marker starts reading (models/tests/loom_gc.rs).
+//!
+//! # Debug modes
+//! [`DebugOptions`] (Go's `stackFromSystem` and `stackFaultOnFree`) and the
+//! spec's `Config::no_cache` (`stackNoCache`); [`Stacks::with_debug`].
+//!
+//! # Mutants
+//! `cfg(gostack_mutant = "...")` re-injects a bug for the harness to catch
+//! (ci/loom.sh): `pool_span_freed_during_gc` (golang/go#11267),
+//! `cache_release_quarter`, `order_loop_ge`, `large_free_during_gc_to_heap`,
+//! `refill_unlocked_read`.
+//!
 //! # Failure changes nothing
 //! Every operation validates before it mutates: a cache refill that needs a
 //! new span takes it from the heap before touching the pool, so "out of
@@ -35,7 +52,8 @@
 
 use crate::heap::{FreePages, CHUNK_PAGES};
 use crate::os::{Arena, ZeroedWords};
-use crate::sync::{lock, AtomicBool, AtomicU32, AtomicU64, AtomicU8, Mutex, Ordering};
+use crate::sync::{lock, AtomicBool, AtomicU32, AtomicU8, Mutex};
+use crate::sysalloc::{SystemStacks, SystemStats};
 use gostack_spec::heap::{SpanState, PAGE_SIZE};
 use gostack_spec::snapshot::{CacheSnap, SpanSnap};
 use gostack_spec::stack::stacklog2;
@@ -43,6 +61,11 @@ use gostack_spec::{Config, Consts, GcPhase, GoThrow, Misuse, Snapshot, Stack, St
 use std::cell::Cell;
 use std::collections::BTreeMap;
 use std::marker::PhantomData;
+// The span table lives in plain zeroed memory shared by all threads: its
+// words are std atomics even in a loom build (loom cannot model a table of
+// millions of words; the locks and the GC phase, which order every access
+// to it, are loom's).
+use std::sync::atomic::{AtomicU64, Ordering};
 
 const KIND_SHIFT: u32 = 62;
 const LOG_SHIFT: u32 = 56;
@@ -149,6 +172,10 @@ pub struct P {
     id: u32,
     owner: u64,
     caches: Box<[CacheList]>,
+    /// Operations started on this P (loom builds: names an operation in
+    /// the linearization log, see [`Stacks::linearization`]).
+    #[cfg(loom)]
+    serial: u64,
     _not_sync: PhantomData<Cell<()>>,
 }
 
@@ -175,6 +202,60 @@ impl std::fmt::Debug for P {
 
 static NEXT_INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
+/// Go's debug modes that change where stack memory comes from (the
+/// constants at the top of runtime/stack.go). They are options of the
+/// implementation only: the spec models the arena, and `stackNoCache` and
+/// `stackPoisonCopy`, which keep the arena's policies, are
+/// [`gostack_spec::Config`] fields.
+///
+/// - `from_system` (Go: `stackFromSystem`, also implied by
+///   `GODEBUG=efence=1`): every stack is its own mapping from the OS
+///   ([`crate::sysalloc`]), its size rounded up to the OS page as Go's
+///   `stackalloc` rounds it (`alignUp(n, physPageSize)`: a 2 KiB request
+///   gets a 4 KiB stack, and the returned bounds say so). Frees unmap it.
+///   The pools, caches, stackLarge and the GC phase are not involved (Go's
+///   `stackfree` returns before them, even during a GC); the snapshot's
+///   `stack_sys` counts these stacks (Go's `stacks_sys`), `stack_inuse`
+///   does not (as Go). Frees are still validated: only a live stack with
+///   its exact bounds is accepted, anything else is `Misuse::NotAStack`.
+///   These stacks live outside the arena: address them with
+///   [`Stacks::load_word`] / [`Stacks::store_word`].
+/// - `fault_on_free` (Go: `stackFaultOnFree`): with `from_system`, Go's
+///   mode exactly: a freed stack is made inaccessible (`sysFault`:
+///   `mprotect(PROT_NONE)`, then `madvise(DONTNEED)`) and its addresses are
+///   never reused. Go ignores `stackFaultOnFree` without `stackFromSystem`
+///   (stack.go: `sysFault` is only reached inside the `stackFromSystem`
+///   branch), because free stacks of the pool hold the free-list link in
+///   their first word and share 8 KiB spans, so they cannot be protected.
+///   Here, without `from_system`, it protects what can be protected while
+///   the arena's policies (and so the snapshots) stay the spec's: every
+///   span that goes back to the heap (a pool span whose last stack came
+///   back, a large stack, `freeStackSpans`) and every large stack waiting
+///   in stackLarge is `sysFault`ed, and made read/write again when a span
+///   is carved from those pages or the large stack is reused. Free stacks
+///   in a pool span or a P cache stay accessible (their first word is a
+///   link), exactly where Go could not protect them either.
+///
+/// Each protected range may split a kernel mapping, and the kernel caps
+/// their number (`vm.max_map_count`, 65530 by default). At the cap, a
+/// protection that fails is not an error: the memory is still given back
+/// (`madvise(DONTNEED)`), the free succeeds, and
+/// [`Stacks::unprotected_frees`] counts it (such a range reads as zeros
+/// instead of faulting). Making pages accessible again can also fail at
+/// the cap: the allocation then fails with Go's "out of memory" throw
+/// and changes nothing (Go throws on a failing `mmap` as well).
+///
+/// Touching a protected stack raises `SIGSEGV` (that is the mode's
+/// purpose); under Miri, which has no `mprotect`, `fault_on_free` is
+/// refused.
+#[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
+pub struct DebugOptions {
+    /// Go: `stackFromSystem`.
+    pub from_system: bool,
+    /// Go: `stackFaultOnFree`.
+    pub fault_on_free: bool,
+}
+
 /// The stack system over one arena: shareable between threads (`Sync`);
 /// per-P work goes through [`P`] handles.
 pub struct Stacks {
@@ -196,7 +277,28 @@ pub struct Stacks {
     spans_pending_free: AtomicBool,
     gc: Mutex<Gc>,
     next_p: AtomicU32,
+    debug: DebugOptions,
+    /// The stacks from the system (`from_system` only).
+    system: Option<SystemStacks>,
+    /// Protections the kernel refused (`fault_on_free` at the map limit).
+    unprotected: AtomicU64,
+    /// Loom builds: the order in which operations took a pool lock.
+    #[cfg(loom)]
+    lin: std::sync::Mutex<Vec<(Option<u32>, u64)>>,
 }
+
+/// Who runs an operation, for the linearization log of loom builds: the
+/// P's id and the number of operations started on it, or `None` for no
+/// P. Nothing in other builds.
+#[cfg(loom)]
+type Who = (Option<u32>, u64);
+#[cfg(not(loom))]
+type Who = NoWho;
+
+/// The empty [`Who`] of builds without loom.
+#[cfg(not(loom))]
+#[derive(Copy, Clone)]
+struct NoWho;
 
 fn phase_from(v: u8) -> GcPhase {
     match v {
@@ -229,6 +331,49 @@ impl Stacks {
     /// wherever the OS puts it; `config.arena_base` is only validated, as
     /// the spec validates it, so that both refuse the same configurations.
     pub fn new(config: &Config) -> Result<Stacks, Throw> {
+        Stacks::with_debug(config, DebugOptions::default())
+    }
+
+    /// The default arena size for `profile` on this host: 64 GiB for a
+    /// 64-bit profile on a 64-bit host, room for a million 2 KiB stacks and
+    /// several stacks at Go's 1 GB `maxstacksize` (Go's heap arenas reserve
+    /// address space the same way); 2 GiB for a 32-bit profile (the arena
+    /// must fit below 4 GiB from the spec's 32-bit base); 256 MiB on a
+    /// 32-bit host. Reserving costs address space only: the arena is mapped
+    /// with `MAP_NORESERVE` and committed page by page on first touch, and
+    /// the span tables ([`crate::os::ZeroedWords`]) are lazily committed
+    /// mappings too, of which only the entries for the heap's mapped pages
+    /// are ever touched (see [`Stacks::metadata_bytes`]).
+    pub fn default_arena_bytes(profile: &gostack_spec::Profile) -> u64 {
+        if cfg!(target_pointer_width = "64") {
+            if profile.goarch.ptr_size() == 8 {
+                64 << 30
+            } else {
+                2 << 30
+            }
+        } else {
+            256 << 20
+        }
+    }
+
+    /// `Config::new(profile)` with [`Stacks::default_arena_bytes`].
+    pub fn default_config(profile: gostack_spec::Profile) -> Config {
+        let bytes = Stacks::default_arena_bytes(&profile);
+        let mut c = Config::new(profile);
+        c.arena_bytes = bytes;
+        c
+    }
+
+    /// [`Stacks::new`] with Go's debug modes ([`DebugOptions`]). The arena
+    /// is reserved in every mode (ordinary heap spans, [`Stacks::heap_alloc`],
+    /// still come from it).
+    pub fn with_debug(config: &Config, debug: DebugOptions) -> Result<Stacks, Throw> {
+        if cfg!(miri) && debug.fault_on_free {
+            return Err(Misuse::BadArena(
+                "fault_on_free needs mprotect, which Miri does not have".into(),
+            )
+            .into());
+        }
         let chunk = CHUNK_PAGES * PAGE_SIZE;
         if config.arena_base % PAGE_SIZE != 0 {
             return Err(Misuse::BadArena(format!(
@@ -281,7 +426,20 @@ impl Stacks {
         };
         let span_of = table(arena_pages)?;
         let metas = table(arena_pages * META_WORDS as u64)?;
+        let system = if debug.from_system {
+            Some(
+                SystemStacks::new(debug.fault_on_free)
+                    .map_err(|e| Throw::Misuse(Misuse::BadArena(e.to_string())))?,
+            )
+        } else {
+            None
+        };
         Ok(Stacks {
+            debug,
+            system,
+            unprotected: AtomicU64::new(0),
+            #[cfg(loom)]
+            lin: std::sync::Mutex::new(Vec::new()),
             id: NEXT_INSTANCE.fetch_add(1, Ordering::Relaxed),
             pools: (0..consts.num_stack_orders)
                 .map(|_| Mutex::new(Pool::default()))
@@ -325,6 +483,79 @@ impl Stacks {
         &self.arena
     }
 
+    /// The debug modes this allocator runs with.
+    pub fn debug(&self) -> DebugOptions {
+        self.debug
+    }
+
+    /// The counts of stacks from the system (`from_system` only).
+    pub fn system_stats(&self) -> Option<SystemStats> {
+        self.system.as_ref().map(SystemStacks::stats)
+    }
+
+    /// `fault_on_free`: frees whose pages the kernel would not protect
+    /// (the `vm.max_map_count` limit, see [`DebugOptions`]), in the arena
+    /// and among the stacks from the system.
+    pub fn unprotected_frees(&self) -> u64 {
+        self.unprotected.load(Ordering::Relaxed) + self.system_stats().map_or(0, |s| s.unprotected)
+    }
+
+    /// Reads the word at `addr` of a stack: in the arena, or (with
+    /// `from_system`) in a stack from the system. `None` if `addr` is not an
+    /// aligned word of either. Touching a stack protected by
+    /// `fault_on_free` raises `SIGSEGV`.
+    pub fn load_word(&self, addr: u64) -> Option<u64> {
+        self.arena
+            .load_word(addr)
+            .or_else(|| self.system.as_ref().and_then(|s| s.load_word(addr)))
+    }
+
+    /// Writes the word at `addr` of a stack (see [`Stacks::load_word`]);
+    /// `false` if `addr` is not an aligned word of the arena or of a stack
+    /// from the system.
+    pub fn store_word(&self, addr: u64, v: u64) -> bool {
+        self.arena.store_word(addr, v)
+            || self.system.as_ref().is_some_and(|s| s.store_word(addr, v))
+    }
+
+    /// Bytes of allocator metadata committed for the heap in use: an upper
+    /// bound of the memory the allocator's bookkeeping costs besides the
+    /// stacks themselves. It counts
+    /// - the span tables ([`crate::os::ZeroedWords`], lazily committed
+    ///   mappings): `spanOf` (8 bytes per page) and the span records (56
+    ///   bytes per page) for every page the heap has mapped, rounded up to
+    ///   whole OS pages, since the heap touches no entry beyond its mapped
+    ///   pages and the kernel commits a table page when an entry in it is
+    ///   first touched;
+    /// - the page heap's bitmap and chunk summaries (their capacity);
+    /// - the pool, stackLarge, heap and GC locks and lists, and the
+    ///   `Stacks` value itself;
+    /// - pending GC markers (48 bytes each, a bound on a B-tree entry);
+    /// - with `from_system`, the record of every stack taken from the
+    ///   system (64 bytes each, a bound on a B-tree entry).
+    ///
+    /// It does not count the P handles ([`P`], 16 bytes per order, owned by
+    /// the caller), the free-list links (they live in the free stacks), or
+    /// the allocator's code and statics. With every page mapped full of
+    /// live stacks it is 64 bytes per 8 KiB page, 0.78% of the stack bytes.
+    pub fn metadata_bytes(&self) -> u64 {
+        const OS_PAGE: u64 = 4096;
+        let (mapped, heap) = {
+            let h = lock(&self.heap);
+            (h.free.pages(), h.free.metadata_bytes())
+        };
+        let table = |words_per_page: u64| {
+            let len = mapped * words_per_page * 8;
+            len.div_ceil(OS_PAGE) * OS_PAGE
+        };
+        let markers = lock(&self.gc).markers.len() as u64 * 48;
+        let system = self.system_stats().map_or(0, |s| (s.live + s.faulted) * 64);
+        let fixed = std::mem::size_of::<Stacks>()
+            + self.pools.len() * std::mem::size_of::<Mutex<Pool>>()
+            + lock(&self.large).capacity() * std::mem::size_of::<u64>();
+        table(1) + table(META_WORDS as u64) + heap + markers + system + fixed as u64
+    }
+
     /// `gcphase`.
     #[inline]
     pub fn gcphase(&self) -> GcPhase {
@@ -339,7 +570,14 @@ impl Stacks {
         if n < fixed << self.consts.num_stack_orders && n < self.consts.stack_cache_size {
             let mut order = 0;
             let mut n2 = n;
+            #[cfg(not(gostack_mutant = "order_loop_ge"))]
             while n2 > fixed {
+                order += 1;
+                n2 >>= 1;
+            }
+            // Mutant: the order loop compares with >=.
+            #[cfg(gostack_mutant = "order_loop_ge")]
+            while n2 >= fixed {
                 order += 1;
                 n2 >>= 1;
             }
@@ -355,8 +593,54 @@ impl Stacks {
             id: self.next_p.fetch_add(1, Ordering::Relaxed),
             owner: self.id,
             caches: vec![CacheList::default(); self.pools.len()].into_boxed_slice(),
+            #[cfg(loom)]
+            serial: 0,
             _not_sync: PhantomData,
         }
+    }
+
+    /// Names the operation starting now on `p` (loom builds only): every
+    /// `stackalloc`, `stackfree` and `stackcache_clear` call counts, even
+    /// one that fails.
+    #[inline]
+    fn who(p: &mut Option<&mut P>) -> Who {
+        #[cfg(loom)]
+        {
+            match p {
+                Some(p) => {
+                    p.serial += 1;
+                    (Some(p.id), p.serial)
+                }
+                None => (None, 0),
+            }
+        }
+        #[cfg(not(loom))]
+        {
+            let _ = p;
+            NoWho
+        }
+    }
+
+    /// Records that operation `who` holds a pool lock now (loom builds:
+    /// the order in which operations touched the shared pool is the order
+    /// in which a sequential spec must apply them).
+    #[inline]
+    fn log(&self, who: Who) {
+        #[cfg(loom)]
+        self.lin.lock().unwrap_or_else(|e| e.into_inner()).push(who);
+        #[cfg(not(loom))]
+        let NoWho = who;
+    }
+
+    /// Loom builds: the linearization log, one entry per pool-lock
+    /// acquisition by `stackalloc`, `stackfree` or `stackcache_clear`, in
+    /// the order they happened: `(Some(p), k)` is the `k`-th operation
+    /// started on P `p` (counting from one), `(None, 0)` an operation
+    /// without a P. Operations that touch only their P's cache take no pool lock and are
+    /// not listed: they commute with every other thread's operations.
+    #[cfg(loom)]
+    pub fn linearization(&self) -> Vec<(Option<u32>, u64)> {
+        self.lin.lock().unwrap_or_else(|e| e.into_inner()).clone()
     }
 
     #[inline]
@@ -430,6 +714,7 @@ impl Stacks {
             return Err(oom());
         }
         let mut h = lock(&self.heap);
+        let mapped_before = h.free.pages();
         let page = match h.free.find(npages) {
             Some(p) => p,
             None => {
@@ -444,6 +729,22 @@ impl Stacks {
                 h.free.find(npages).ok_or_else(oom)?
             }
         };
+        // fault_on_free: pages that were mapped before may have been
+        // protected when a stack span went back to the heap; make them
+        // accessible before anything is written to them. Failing (the map
+        // count limit) changes nothing: undo the growth, report OOM.
+        if self.debug.fault_on_free && page < mapped_before {
+            let end = (page + npages).min(mapped_before);
+            if self
+                .arena
+                .sys_fault(page * PAGE_SIZE, (end - page) * PAGE_SIZE, true)
+                .is_err()
+            {
+                let grown = (h.free.pages() - mapped_before) / CHUNK_PAGES;
+                h.free.shrink(grown);
+                return Err(oom());
+            }
+        }
         h.free.set(page, npages, false);
         let _ = self.arena.sys_used(page * PAGE_SIZE, npages * PAGE_SIZE);
         let m = self.meta(page);
@@ -477,7 +778,23 @@ impl Stacks {
             h.stack_inuse -= npages * PAGE_SIZE;
         }
         h.free.set(page, npages, true);
+        if self.debug.fault_on_free && kind != KIND_HEAP {
+            self.fault(page, npages);
+        }
         let _ = self.arena.sys_unused(page * PAGE_SIZE, npages * PAGE_SIZE);
+    }
+
+    /// fault_on_free: makes a freed stack span's pages inaccessible
+    /// (`sysFault`); when the kernel refuses (the map count limit), counts
+    /// it and leaves them accessible.
+    fn fault(&self, page: u64, npages: u64) {
+        if self
+            .arena
+            .sys_fault(page * PAGE_SIZE, npages * PAGE_SIZE, false)
+            .is_err()
+        {
+            self.unprotected.fetch_add(1, Ordering::Relaxed);
+        }
     }
 
     // ---- span lists (mSpanList) -------------------------------------------
@@ -654,7 +971,13 @@ impl Stacks {
         if nfree == 0 {
             self.push_front(&mut pool.head, page);
         }
-        if count == 0 && self.gcphase() == GcPhase::Off {
+        #[cfg(not(gostack_mutant = "pool_span_freed_during_gc"))]
+        let give_back = count == 0 && self.gcphase() == GcPhase::Off;
+        // Mutant (golang/go#11267): an empty span goes back to the heap even
+        // while the GC runs.
+        #[cfg(gostack_mutant = "pool_span_freed_during_gc")]
+        let give_back = count == 0;
+        if give_back {
             self.unlink(&mut pool.head, page);
             pool.nfree -= nfree + 1;
             self.free_span(page);
@@ -664,19 +987,43 @@ impl Stacks {
     /// Go: `stackcacherefill`: half of `_StackCacheSize` from the pool, the
     /// last taken at the head. A new span it will need is taken first, so
     /// running out of memory changes nothing.
-    fn stackcacherefill(&self, c: &mut CacheList, order: usize) -> Result<(), Throw> {
+    fn stackcacherefill(&self, c: &mut CacheList, order: usize, who: Who) -> Result<(), Throw> {
         let elemsize = self.elemsize(order);
         let want = (self.consts.stack_cache_size / 2).div_ceil(elemsize);
+        #[cfg_attr(gostack_mutant = "refill_unlocked_read", allow(unused_mut))]
         let mut pool = lock(&self.pools[order]);
+        self.log(who);
         let mut reserved = None;
         if pool.nfree < want {
             reserved = Some(self.alloc_span(self.pool_span_pages(), KIND_POOL, elemsize)?);
         }
         let mut head = 0;
+        #[cfg(not(gostack_mutant = "refill_unlocked_read"))]
         for _ in 0..want {
             let x = self.stackpoolalloc(&mut pool, order, &mut reserved)?;
             self.store(x, head);
             head = x;
+        }
+        // Mutant: each stack is read from the pool under the lock, the lock
+        // is dropped, and the pool is popped under the lock taken again
+        // (a check-then-act race with every other pool user).
+        #[cfg(gostack_mutant = "refill_unlocked_read")]
+        {
+            drop(pool);
+            for _ in 0..want {
+                let seen = {
+                    let pool = lock(&self.pools[order]);
+                    match pool.head {
+                        0 => None,
+                        h => Some(self.meta(h - 1).free_head.load(Ordering::Relaxed)),
+                    }
+                };
+                let mut pool = lock(&self.pools[order]);
+                let y = self.stackpoolalloc(&mut pool, order, &mut reserved)?;
+                let x = seen.unwrap_or(y);
+                self.store(x, head);
+                head = x;
+            }
         }
         c.head = head;
         c.size = want * elemsize;
@@ -685,10 +1032,15 @@ impl Stacks {
 
     /// Go: `stackcacherelease`: from the head to the pool until half is
     /// left.
-    fn stackcacherelease(&self, c: &mut CacheList, order: usize) {
+    fn stackcacherelease(&self, c: &mut CacheList, order: usize, who: Who) {
         let elemsize = self.elemsize(order);
+        #[cfg(not(gostack_mutant = "cache_release_quarter"))]
         let half = self.consts.stack_cache_size / 2;
+        // Mutant: the cache is released down to a quarter.
+        #[cfg(gostack_mutant = "cache_release_quarter")]
+        let half = self.consts.stack_cache_size / 4;
         let mut pool = lock(&self.pools[order]);
+        self.log(who);
         while c.size > half && c.head != 0 {
             let x = c.head;
             c.head = self.load(x);
@@ -700,9 +1052,11 @@ impl Stacks {
     /// Go: `stackcache_clear`: every cached stack back to the pool, order by
     /// order, head first (`freemcache`, `mcache.prepareForSweep`).
     pub fn stackcache_clear(&self, p: &mut P) -> Result<(), Throw> {
+        let who = Self::who(&mut Some(&mut *p));
         self.own(p)?;
         for (order, c) in p.caches.iter_mut().enumerate() {
             let mut pool = lock(&self.pools[order]);
+            self.log(who);
             let mut x = c.head;
             while x != 0 {
                 let next = self.load(x);
@@ -741,17 +1095,31 @@ impl Stacks {
     /// sizes come from `p`'s cache (refilled from the pool when empty) or,
     /// with no P, preemptoff or stackNoCache, straight from the pool; large
     /// sizes from stackLarge or the heap.
-    pub fn stackalloc(&self, p: Option<&mut P>, preemptoff: bool, n: u64) -> Result<Stack, Throw> {
+    pub fn stackalloc(
+        &self,
+        mut p: Option<&mut P>,
+        preemptoff: bool,
+        n: u64,
+    ) -> Result<Stack, Throw> {
+        let who = Self::who(&mut p);
         self.check_size(n)?;
         if let Some(p) = &p {
             self.own(p)?;
+        }
+        if let Some(sys) = &self.system {
+            // Go: the stackFromSystem branch of stackalloc: sysAlloc of the
+            // size rounded up to the OS page.
+            let oom = || Throw::Go(GoThrow::OutOfMemory);
+            let len = SystemStacks::round(n).ok_or_else(oom)?;
+            let lo = sys.alloc(len).map_err(|_| oom())?;
+            return Ok(Stack { lo, hi: lo + len });
         }
         let x = match self.order_of(n) {
             Some(order) => match p {
                 Some(p) if !self.config.no_cache && !preemptoff => {
                     let c = &mut p.caches[order];
                     if c.head == 0 {
-                        self.stackcacherefill(c, order)?;
+                        self.stackcacherefill(c, order, who)?;
                     }
                     let x = c.head;
                     c.head = self.load(x);
@@ -760,6 +1128,7 @@ impl Stacks {
                 }
                 _ => {
                     let mut pool = lock(&self.pools[order]);
+                    self.log(who);
                     self.stackpoolalloc(&mut pool, order, &mut None)?
                 }
             },
@@ -771,6 +1140,20 @@ impl Stacks {
                     let head = large[class];
                     if head != 0 {
                         let page = head - 1;
+                        // fault_on_free: the span was protected when it was
+                        // freed; failing to unprotect changes nothing.
+                        if self.debug.fault_on_free
+                            && self
+                                .arena
+                                .sys_fault(
+                                    page * PAGE_SIZE,
+                                    self.meta(page).npages.load(Ordering::Relaxed) * PAGE_SIZE,
+                                    true,
+                                )
+                                .is_err()
+                        {
+                            return Err(GoThrow::OutOfMemory.into());
+                        }
                         self.unlink(&mut large[class], page);
                         Some(page)
                     } else {
@@ -791,13 +1174,30 @@ impl Stacks {
     /// Frees a stack that [`Stacks::stackalloc`] returned (Go: `stackfree`).
     /// Bounds that are not a stack in use are refused with the spec's throw
     /// and change nothing.
-    pub fn stackfree(&self, p: Option<&mut P>, preemptoff: bool, stk: Stack) -> Result<(), Throw> {
+    pub fn stackfree(
+        &self,
+        mut p: Option<&mut P>,
+        preemptoff: bool,
+        stk: Stack,
+    ) -> Result<(), Throw> {
+        let who = Self::who(&mut p);
         let n = stk.hi.wrapping_sub(stk.lo);
         if n & n.wrapping_sub(1) != 0 {
             return Err(GoThrow::StackNotPowerOf2.into());
         }
         if let Some(p) = &p {
             self.own(p)?;
+        }
+        if let Some(sys) = &self.system {
+            // Go: the stackFromSystem branch of stackfree: sysFree, or
+            // sysFault with stackFaultOnFree; refused unless live.
+            return sys.free(stk.lo, n).map_err(|_| {
+                Misuse::NotAStack {
+                    lo: stk.lo,
+                    hi: stk.hi,
+                }
+                .into()
+            });
         }
         let order = self.order_of(n);
         let direct = p.is_none() || preemptoff || self.config.no_cache;
@@ -820,7 +1220,7 @@ impl Stacks {
                 Some(p) if !direct => {
                     let c = &mut p.caches[order];
                     if c.size >= self.consts.stack_cache_size {
-                        self.stackcacherelease(c, order);
+                        self.stackcacherelease(c, order, who);
                     }
                     self.store(v, c.head);
                     c.head = v;
@@ -828,6 +1228,7 @@ impl Stacks {
                 }
                 _ => {
                     let mut pool = lock(&self.pools[order]);
+                    self.log(who);
                     self.stackpoolfree(&mut pool, v);
                 }
             },
@@ -835,11 +1236,28 @@ impl Stacks {
                 let Some(page) = self.span_page(v) else {
                     return Ok(());
                 };
-                if self.gcphase() == GcPhase::Off {
+                // The phase is read, and the span freed or listed, under
+                // the stackLarge lock. Go reads gcphase before taking the
+                // lock, which is safe there only because the phase changes
+                // with the world stopped; here `gc_off` and
+                // `free_stack_spans` run concurrently with frees, and a
+                // free that read _GCmark and listed the span after
+                // freeStackSpans emptied stackLarge would leave it there
+                // past the cycle (found by models/tests/loom_gc.rs).
+                let mut large = lock(&self.large);
+                #[cfg(not(gostack_mutant = "large_free_during_gc_to_heap"))]
+                let now = self.gcphase() == GcPhase::Off;
+                // Mutant: a large stack freed during the GC goes straight
+                // back to the heap instead of stackLarge.
+                #[cfg(gostack_mutant = "large_free_during_gc_to_heap")]
+                let now = true;
+                if now {
                     self.free_span(page);
                 } else {
                     let npages = self.meta(page).npages.load(Ordering::Relaxed);
-                    let mut large = lock(&self.large);
+                    if self.debug.fault_on_free {
+                        self.fault(page, npages);
+                    }
                     let class = stacklog2(npages) as usize;
                     self.push_front(&mut large[class], page);
                 }
@@ -908,6 +1326,16 @@ impl Stacks {
             .into());
         }
         self.set_phase(GcPhase::Mark);
+        // Go changes the phase with the world stopped, so no stackfree is
+        // half done when marking starts. Here frees run concurrently: wait
+        // for every free that read _GCoff under a pool or the stackLarge
+        // lock (and so may be returning a span to the heap) to finish, so
+        // that a marker cannot read a pointer into a span that is about to
+        // leave (models/tests/loom_gc.rs).
+        for pool in self.pools.iter() {
+            drop(lock(pool));
+        }
+        drop(lock(&self.large));
         Ok(())
     }
 
@@ -1144,7 +1572,12 @@ impl Stacks {
             .collect();
         let stats = Stats {
             stack_inuse: heap.stack_inuse,
-            stack_sys: heap.stack_inuse,
+            // Go's stacks_sys also counts the stacks from the system,
+            // faulted ones included (sysFault does not give them back).
+            stack_sys: heap.stack_inuse
+                + self
+                    .system_stats()
+                    .map_or(0, |s| s.live_bytes + s.faulted_bytes),
             pool_spans,
             large_spans,
             large_spans_free: stack_large.iter().map(|(_, l)| l.len() as u64).sum(),
@@ -1405,6 +1838,93 @@ mod tests {
         let snap = s.snapshot(&[]);
         assert!(snap.in_use.is_empty());
         assert_eq!(snap.stats.stack_inuse, 0, "{snap:?}");
+    }
+}
+
+#[cfg(test)]
+mod debug_tests {
+    use super::*;
+    use gostack_spec::Profile;
+
+    fn config() -> Config {
+        let mut c = Config::new(Profile::parse("linux", "amd64", false, "1.23").unwrap());
+        c.arena_bytes = 4 << 20;
+        c
+    }
+
+    #[test]
+    fn from_system_stacks_are_page_rounded_and_validated() {
+        let s = Stacks::with_debug(
+            &config(),
+            DebugOptions {
+                from_system: true,
+                fault_on_free: false,
+            },
+        )
+        .unwrap();
+        let mut p = s.new_p();
+        let a = s.stackalloc(Some(&mut p), false, 2048).unwrap();
+        assert_eq!(a.hi - a.lo, 4096);
+        assert!(s.store_word(a.lo, 5));
+        assert_eq!(s.load_word(a.lo), Some(5));
+        let before = s.snapshot(&[&p]);
+        assert_eq!(before.stats.stack_sys, 4096);
+        let half = Stack {
+            lo: a.lo,
+            hi: a.lo + 2048,
+        };
+        assert_eq!(
+            s.stackfree(Some(&mut p), false, half),
+            Err(Misuse::NotAStack {
+                lo: half.lo,
+                hi: half.hi
+            }
+            .into())
+        );
+        assert_eq!(s.snapshot(&[&p]), before);
+        s.stackfree(Some(&mut p), false, a).unwrap();
+        assert!(s.stackfree(None, false, a).is_err());
+        assert_eq!(s.system_stats(), Some(SystemStats::default()));
+        assert_eq!(s.snapshot(&[&p]).stats.stack_sys, 0);
+        assert_eq!(s.load_word(a.lo), None);
+    }
+
+    #[test]
+    fn fault_on_free_is_refused_only_where_mprotect_is_missing() {
+        let r = Stacks::with_debug(
+            &config(),
+            DebugOptions {
+                from_system: false,
+                fault_on_free: true,
+            },
+        );
+        assert_eq!(r.is_err(), cfg!(miri));
+    }
+
+    #[test]
+    fn metadata_bytes_follow_the_mapped_pages() {
+        let s = Stacks::new(&config()).unwrap();
+        let idle = s.metadata_bytes();
+        assert!(idle < 4096, "{idle}");
+        let stk = s.stackalloc(None, false, 2048).unwrap();
+        // One chunk (512 pages) mapped: 8 + 56 bytes of table per page, the
+        // chunk's bitmap and summary.
+        let grown = s.metadata_bytes() - idle;
+        assert!((512 * 64..512 * 64 + 512).contains(&grown), "{grown}");
+        s.stackfree(None, false, stk).unwrap();
+        assert_eq!(s.metadata_bytes() - idle, grown);
+    }
+
+    #[test]
+    fn default_arena_sizes() {
+        let p64 = Profile::parse("linux", "amd64", false, "1.23").unwrap();
+        let p32 = Profile::parse("linux", "386", false, "1.23").unwrap();
+        assert_eq!(Stacks::default_arena_bytes(&p64), 64 << 30);
+        assert_eq!(Stacks::default_arena_bytes(&p32), 2 << 30);
+        let c = Stacks::default_config(p32);
+        assert_eq!(c.arena_bytes, 2 << 30);
+        // The spec accepts the default configuration too.
+        assert!(gostack_spec::State::new(c).is_ok());
     }
 }
 

@@ -399,6 +399,11 @@ impl State {
         if f.frame_size > crate::guard::MAX_FRAMESIZE || f.args_size > crate::guard::MAX_FRAMESIZE {
             return bad("frame or args larger than the assembler's int32".into());
         }
+        if f.max_sp_delta > crate::guard::MAX_FRAMESIZE {
+            // funcMaxSPDelta is an int32; a larger one would make newstack's
+            // doubling loop overflow.
+            return bad("max SP delta larger than the assembler's int32".into());
+        }
         if f.max_sp_delta < f.frame_size {
             return bad(format!(
                 "max SP delta {} below the frame size {}",
@@ -800,17 +805,35 @@ impl State {
             let p = s.ptr();
             let g = s.g(gid)?.clone();
             let ret = s.encode_pc(func, site);
+            if s.uses_lr() && s.gor.funcs[func].frame_size == 0 {
+                // BL leaves the return address in LR, which only a function
+                // with a frame can have saved.
+                let name = s.gor.funcs[func].name.clone();
+                return Err(Misuse::BadFunc(
+                    name,
+                    "a frameless arm64 function cannot call".into(),
+                )
+                .into());
+            }
+            // The callee's arguments are the caller's outgoing argument
+            // area, the bottom of its locals: a callee with more arguments
+            // than that would read (and write) the caller's saved BP and
+            // return address as arguments, which no compiled Go program
+            // does.
+            let room = s.locals_room(&s.gor.funcs[func]);
+            if s.gor.funcs[callee].args_size > room {
+                return Err(Misuse::BadFunc(
+                    s.gor.funcs[callee].name.clone(),
+                    format!(
+                        "its {} bytes of arguments do not fit in the {room} bytes of locals of its caller {}",
+                        s.gor.funcs[callee].args_size, s.gor.funcs[func].name
+                    ),
+                )
+                .into());
+            }
             if s.uses_lr() {
                 // BL: the return address goes to LR, which only a function
-                // with a frame can have saved.
-                if s.gor.funcs[func].frame_size == 0 {
-                    let name = s.gor.funcs[func].name.clone();
-                    return Err(Misuse::BadFunc(
-                        name,
-                        "a frameless arm64 function cannot call".into(),
-                    )
-                    .into());
-                }
+                // with a frame can have saved (checked above).
                 s.g_mut(gid)?.lr = ret;
             } else {
                 // CALL pushes the return address.
@@ -1932,6 +1955,62 @@ mod tests {
         s.write_mem(sp - 40, 0x1000_0300);
         s.adjustframe(&allocated, old, delta).unwrap();
         assert_eq!(s.read_word(sp - 40), 0x1010_0300);
+    }
+
+    /// A max SP delta beyond funcMaxSPDelta's int32 is refused: newstack
+    /// doubles the new size until the frame fits, which would overflow.
+    #[test]
+    fn max_sp_delta_is_an_int32() {
+        let mut s = State::new(Config::new(
+            Profile::parse("linux", "amd64", false, "1.23").unwrap(),
+        ))
+        .unwrap();
+        let mut f = Func::new("huge", 1 << 20);
+        f.max_sp_delta = u64::MAX - 4096;
+        assert!(matches!(
+            s.add_func(f.clone()),
+            Err(Throw::Misuse(Misuse::BadFunc(..)))
+        ));
+        f.max_sp_delta = crate::guard::MAX_FRAMESIZE;
+        let fi = s.add_func(f).unwrap();
+        let p = s.create_p();
+        assert_eq!(
+            s.spawn(Ctx::on(p), fi),
+            Err(Throw::Go(GoThrow::StackOverflow))
+        );
+    }
+
+    /// A callee's arguments live in its caller's outgoing argument area
+    /// (the bottom of the caller's locals); a call whose callee takes more
+    /// is refused, so argument slots never cover a return address.
+    #[test]
+    fn arguments_fit_the_callers_frame() {
+        for arch in ["amd64", "386", "arm64"] {
+            let mut s = State::new(Config::new(
+                Profile::parse("linux", arch, false, "1.23").unwrap(),
+            ))
+            .unwrap();
+            let p = s.consts.ptr_size;
+            let small = s.add_func(Func::new("small", 16)).unwrap();
+            let big = s.add_func(Func::new("big", 64)).unwrap();
+            let mut callee = Func::new("callee", 32);
+            callee.args_size = 5 * p;
+            let callee = s.add_func(callee).unwrap();
+            let pid = s.create_p();
+            let g = s.spawn(Ctx::on(pid), small).unwrap();
+            let before = s.snapshot();
+            assert!(
+                matches!(
+                    s.call(Ctx::on(pid), g, 0, callee),
+                    Err(Throw::Misuse(Misuse::BadFunc(..)))
+                ),
+                "{arch}"
+            );
+            assert_eq!(s.snapshot(), before);
+            s.call(Ctx::on(pid), g, 0, big).unwrap();
+            s.call(Ctx::on(pid), g, 0, callee).unwrap();
+            crate::check_invariants(&s).unwrap();
+        }
     }
 
     /// adjustpointers checks for junk only in locals (Go passes an invalid

@@ -155,3 +155,138 @@ impl State {
         }
     }
 }
+
+/// A channel, as observed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ChanSnap {
+    /// Its id.
+    pub id: u32,
+    /// `elemsize`.
+    pub elemsize: u64,
+    /// The goroutine holding its lock, if any.
+    pub locked_by: Option<u32>,
+    /// `recvq`: sudog ids, first to be served first.
+    pub recvq: Vec<u32>,
+}
+
+/// A sudog, as observed.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct SudogSnap {
+    /// Its id.
+    pub id: u32,
+    /// The waiting goroutine.
+    pub g: u32,
+    /// The channel.
+    pub c: u32,
+    /// `elem` as an offset from the arena base; `None` once a sender has
+    /// cleared it (nil).
+    pub elem: Option<u64>,
+    /// `isSelect`.
+    pub is_select: bool,
+}
+
+/// The rest of the observable state: what [`Snapshot`] does not hold (GC
+/// markers, id counters, the dead-goroutine free lists, channels, sudogs,
+/// the goroutine counters and sizes). The harness compares it alongside
+/// [`Snapshot`].
+///
+/// It is a separate value because the implementation's allocator builds
+/// its part of [`Snapshot`] with a struct literal; folding these fields into
+/// [`Snapshot`] needs that literal to name them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct WorldSnap {
+    /// The id the next P gets.
+    pub next_p: u32,
+    /// Pending GC markers: (id, offset of the pointer read).
+    pub markers: Vec<(u32, u64)>,
+    /// The id the next marker gets.
+    pub next_marker: u32,
+    /// Functions in the table.
+    pub funcs: usize,
+    /// The id the next new goroutine gets.
+    pub next_g: u32,
+    /// The id the next sudog gets.
+    pub next_sudog: u32,
+    /// Per P with a non-empty list: its dead goroutines (`p.gFree`), in
+    /// list order (the last is popped first).
+    pub p_gfree: Vec<(u32, Vec<u32>)>,
+    /// `sched.gFree.stack`, in list order (the last is popped first).
+    pub sched_gfree_stack: Vec<u32>,
+    /// `sched.gFree.noStack`, in list order (the last is popped first).
+    pub sched_gfree_nostack: Vec<u32>,
+    /// Every channel by id.
+    pub chans: Vec<ChanSnap>,
+    /// Every live sudog by id.
+    pub sudogs: Vec<SudogSnap>,
+    /// Growths, shrinks, moves and bytes copied.
+    pub gstats: crate::goroutine::GStats,
+    /// `startingStackSize`.
+    pub starting_stack_size: u64,
+    /// `maxstacksize`.
+    pub maxstacksize: u64,
+    /// Per P: (P, `scannedStackSize`, `scannedStacks`) of this GC cycle.
+    pub scanned: Vec<(u32, u64, u64)>,
+    /// The heap words for defer records: (next, end) as offsets, `None`
+    /// before the first heap defer.
+    pub heap_bump: Option<(u64, u64)>,
+}
+
+impl State {
+    /// The rest of the observable state (see [`WorldSnap`]), addresses as
+    /// offsets from the arena base.
+    pub fn world(&self) -> WorldSnap {
+        let base = self.heap.base;
+        let g = &self.gor;
+        WorldSnap {
+            next_p: self.next_p,
+            markers: self
+                .markers
+                .iter()
+                .map(|(&id, &a)| (id, a.wrapping_sub(base)))
+                .collect(),
+            next_marker: self.next_marker,
+            funcs: g.funcs.len(),
+            next_g: g.next_g,
+            next_sudog: g.next_sudog,
+            p_gfree: g
+                .p_gfree
+                .iter()
+                .filter(|(_, l)| !l.is_empty())
+                .map(|(&p, l)| (p, l.clone()))
+                .collect(),
+            sched_gfree_stack: g.sched_gfree_stack.clone(),
+            sched_gfree_nostack: g.sched_gfree_nostack.clone(),
+            chans: g
+                .chans
+                .iter()
+                .map(|(&id, c)| ChanSnap {
+                    id,
+                    elemsize: c.elemsize,
+                    locked_by: c.locked_by,
+                    recvq: c.recvq.clone(),
+                })
+                .collect(),
+            sudogs: g
+                .sudogs
+                .iter()
+                .map(|(&id, s)| SudogSnap {
+                    id,
+                    g: s.g,
+                    c: s.c,
+                    elem: (s.elem != 0).then(|| s.elem.wrapping_sub(base)),
+                    is_select: s.is_select,
+                })
+                .collect(),
+            gstats: g.stats.clone(),
+            starting_stack_size: g.starting_stack_size,
+            maxstacksize: g.maxstacksize,
+            scanned: g.scanned.iter().map(|(&p, &(b, n))| (p, b, n)).collect(),
+            heap_bump: (g.heap_bump != (0, 0)).then(|| {
+                (
+                    g.heap_bump.0.wrapping_sub(base),
+                    g.heap_bump.1.wrapping_sub(base),
+                )
+            }),
+        }
+    }
+}

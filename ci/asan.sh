@@ -1,0 +1,34 @@
+#!/usr/bin/env bash
+# The impl's tests under AddressSanitizer (nightly, std rebuilt with ASan):
+# the unit tests of `gostack`, its integration tests (impl/tests/*.rs,
+# including the debug modes' child processes, which run under ASan too),
+# and the allocator's differential test against the spec.
+#
+# Doctests are not run: rustdoc cannot build them with -Zbuild-std for an
+# explicit --target without the unstable -Zdoctest-xcompile, and the one
+# doctest of the crate (impl/src/lib.rs) is covered by the unit tests.
+#
+# Usage: ci/asan.sh [extra cargo test args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+if ! rustup +nightly component list --installed 2>/dev/null | grep -q '^rust-src'; then
+    rustup toolchain install nightly --profile minimal
+    rustup component add --toolchain nightly rust-src
+fi
+target=x86_64-unknown-linux-gnu
+export RUSTFLAGS="-Zsanitizer=address"
+export RUSTDOCFLAGS="-Zsanitizer=address"
+# A separate target directory: these flags rebuild everything.
+export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}/asan"
+export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0}"
+start=$(date +%s)
+cargo +nightly test -Zbuild-std --target "$target" -p gostack --lib --tests "$@"
+# The allocator's differential test (models/tests/diff_alloc.rs; its
+# successor models/tests/differential.rs once it replaces it).
+if [[ -f models/tests/diff_alloc.rs ]]; then
+    diff_test=diff_alloc
+else
+    diff_test=differential
+fi
+cargo +nightly test -Zbuild-std --target "$target" -p gostack-models --test "$diff_test" "$@"
+echo "asan: impl tests and $diff_test passed under AddressSanitizer in $(( $(date +%s) - start )) s"

@@ -1,0 +1,2333 @@
+//! The goroutine layer over real memory: goroutines whose frames live in
+//! their stacks in the arena, growth (`newstack`), shrinking
+//! (`shrinkstack`), copying with pointer adjustment (`copystack`), dead
+//! goroutine reuse (`gfget`/`gfput`/`gfpurge`) and the sudog/channel
+//! protocol, with the results, throws and observable state of
+//! `gostack_spec::State`'s goroutine operations (spec/src/goroutine.rs
+//! states the model: frame layouts, PCs, what is simplified).
+//!
+//! # How it is fast
+//! - Each function's pointer maps are packed into `u64` words when it is
+//!   added ([`crate::adjust::pack`]), and its frame geometry (fp, varp and
+//!   argp as offsets from SP, with and without a frame) is precomputed.
+//! - Goroutines are a `Vec` indexed by id.
+//! - `copystack` walks the old stack's frames once (reading each return
+//!   address from memory, as Go's unwinder does) into a reused buffer,
+//!   checking the locals for junk pointers on the way; then copies the used
+//!   words as a slice of atomics, and adjusts each frame's saved frame
+//!   pointer, locals, arguments and stack objects through slices of the new
+//!   stack, visiting only set bits. Words below `sghi` are adjusted with a
+//!   compare-and-swap, as Go's `adjustpointers` does against a concurrent
+//!   channel sender.
+//!
+//! # Failure changes nothing
+//! Every operation validates before it mutates. `copystack` walks and
+//! checks the frames before it allocates; an allocation that fails
+//! changes nothing. An operation that would copy more than once, or
+//! allocate and then throw (spawn a goroutine whose entry needs a bigger
+//! stack, a preemption that shrinks and then needs to grow), is first
+//! planned from the goroutine's numbers, and its allocations are counted
+//! against a snapshot of the allocator ([`crate::sim`]); a throw found
+//! by the plan is returned before anything changes.
+//!
+//! Known limits of that planning: the count ignores what a free in the
+//! middle of the sequence gives back (a stack of the wrong size dropped by
+//! `gfget`, the old stack of a first copy), so an allocation that would
+//! succeed only thanks to that free is refused as the spec would not; and
+//! the plan places a stack not yet allocated at the old stack's address,
+//! which differs from the spec only for frames larger than their stack's
+//! address (an arena based near 0).
+
+use crate::adjust::{self, Move, Words, W32, W64};
+use crate::runtime::Runtime;
+use crate::sim::AllocSim;
+use gostack_spec::goroutine::{
+    Chan, Frame, Func, GSnap, GStats, GStatus, Pc, Slot, Sudog, G, GOEXIT_PC, PC_BASE, PC_STRIDE,
+};
+use gostack_spec::guard::MAX_FRAMESIZE;
+use gostack_spec::profile::STACK_SMALL;
+use gostack_spec::snapshot::{ChanSnap, SudogSnap, WorldSnap};
+use gostack_spec::{Consts, Ctx, GcPhase, GoThrow, Goarch, Invalid, Misuse, Release, Stack, Throw};
+use std::collections::BTreeMap;
+
+/// The `site` of a frame at its function's entry.
+const ENTRY: u32 = u32::MAX;
+
+/// A function as the copier needs it.
+pub(crate) struct FuncInfo {
+    /// The description it was added with.
+    pub(crate) f: Func,
+    /// fp, varp, argp as offsets from SP with the frame allocated.
+    geo: (u64, u64, u64),
+    /// The same at the entry (no frame).
+    geo0: (u64, u64, u64),
+    /// Bytes of locals below varp.
+    locals_room: u64,
+    /// Locals map length in words (the same at every site).
+    nl: usize,
+    /// Args map length.
+    na: usize,
+    /// Per site: packed locals map.
+    locals: Vec<Vec<u64>>,
+    /// Per site: packed args map.
+    args: Vec<Vec<u64>>,
+    /// Union of every site's locals map: the slots zeroed at entry.
+    zero: Vec<u64>,
+    /// Stack objects: offset, size, packed pointer map, its bit count.
+    objs: Vec<(i64, u64, Vec<u64>, usize)>,
+}
+
+/// One frame found by the walk: function, site (or [`ENTRY`]), SP.
+#[derive(Copy, Clone, Debug)]
+struct Rec {
+    func: u32,
+    site: u32,
+    sp: u64,
+}
+
+/// What one `newstack` copy is for.
+#[derive(Copy, Clone, PartialEq, Eq, Debug)]
+enum Kind {
+    Grow,
+    Move,
+    Shrink,
+}
+
+/// The numbers `newstack` decides from.
+#[derive(Copy, Clone, Debug)]
+struct Num {
+    lo: u64,
+    hi: u64,
+    sp: u64,
+    guard: u64,
+    preempt_shrink: bool,
+    safe: bool,
+}
+
+/// The goroutine part of a [`Runtime`].
+pub(crate) struct Gor {
+    pub(crate) funcs: Vec<FuncInfo>,
+    pub(crate) gs: Vec<G>,
+    chans: Vec<Chan>,
+    sudogs: BTreeMap<u32, Sudog>,
+    next_sudog: u32,
+    p_gfree: BTreeMap<u32, Vec<u32>>,
+    sched_stack: Vec<u32>,
+    sched_nostack: Vec<u32>,
+    starting: u64,
+    maxstacksize: u64,
+    scanned: BTreeMap<u32, (u64, u64)>,
+    heap_bump: (u64, u64),
+    stats: GStats,
+    /// The frames of the stack being copied (reused).
+    walk: Vec<Rec>,
+}
+
+impl Gor {
+    pub(crate) fn new(c: &Consts) -> Gor {
+        Gor {
+            funcs: Vec::new(),
+            gs: Vec::new(),
+            chans: Vec::new(),
+            sudogs: BTreeMap::new(),
+            next_sudog: 0,
+            p_gfree: BTreeMap::new(),
+            sched_stack: Vec::new(),
+            sched_nostack: Vec::new(),
+            starting: c.fixed_stack,
+            maxstacksize: c.maxstacksize,
+            scanned: BTreeMap::new(),
+            heap_bump: (0, 0),
+            stats: GStats::default(),
+            walk: Vec::new(),
+        }
+    }
+}
+
+impl std::fmt::Debug for Gor {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Gor")
+            .field("funcs", &self.funcs.len())
+            .field("goroutines", &self.gs.len())
+            .field("chans", &self.chans.len())
+            .field("sudogs", &self.sudogs.len())
+            .field("stats", &self.stats)
+            .finish()
+    }
+}
+
+fn new_g(stk: Stack, guard: u64) -> G {
+    G {
+        stack: stk,
+        stackguard0: stk.lo.wrapping_add(guard),
+        status: GStatus::Dead,
+        sp: 0,
+        pc: Pc::Entry(0),
+        bp: 0,
+        lr: 0,
+        ctxt: 0,
+        stktopsp: 0,
+        syscallsp: 0,
+        async_safe_point: false,
+        preempt_shrink: false,
+        parking_on_chan: false,
+        active_stack_chans: false,
+        select_done: false,
+        waiting: Vec::new(),
+        defer_head: 0,
+        panic_head: 0,
+        corrupted: false,
+    }
+}
+
+/// Undo record of `gfget`'s list moves.
+struct ListUndo {
+    p: u32,
+    local: Vec<u32>,
+    /// Taken from the global lists, in order: (from the stack list, id).
+    taken: Vec<(bool, u32)>,
+}
+
+impl Runtime {
+    // ---- layout ---------------------------------------------------------------
+
+    fn uses_lr(&self) -> bool {
+        self.config.profile.goarch == Goarch::Arm64
+    }
+
+    fn min_frame(&self) -> u64 {
+        if self.uses_lr() {
+            self.ptr
+        } else {
+            0
+        }
+    }
+
+    fn arm64_fp_adjusted(&self) -> bool {
+        self.config.profile.goarch == Goarch::Arm64
+            && self.config.profile.release != Release::Go1_19
+    }
+
+    fn require_layout(&self) -> Result<(), Throw> {
+        match self.config.profile.goarch {
+            Goarch::Amd64 | Goarch::I386 | Goarch::Arm64 => Ok(()),
+            a => Err(Misuse::LayoutNotModeled(a.name()).into()),
+        }
+    }
+
+    /// fp, varp, argp of a frame of `size` bytes, as offsets from its SP
+    /// (`unwinder.resolveInternal`, runtime/traceback.go).
+    fn geometry(&self, size: u64) -> (u64, u64, u64) {
+        let p = self.ptr;
+        let lr = self.uses_lr();
+        let fp = if lr { size } else { size + p };
+        let mut varp = if lr { fp } else { fp - p };
+        let fp_enabled = matches!(self.config.profile.goarch, Goarch::Amd64 | Goarch::Arm64);
+        if fp_enabled && varp > 0 {
+            varp -= p;
+        }
+        (fp, varp, fp + self.min_frame())
+    }
+
+    fn locals_room_of(&self, frame_size: u64) -> u64 {
+        let (_, varp, _) = self.geometry(frame_size);
+        if self.uses_lr() {
+            varp.saturating_sub(self.ptr)
+        } else {
+            varp
+        }
+    }
+
+    fn saves_bp(&self, frame_size: u64) -> bool {
+        self.config.profile.goarch == Goarch::Amd64 && frame_size > 0
+    }
+
+    fn decode_pc(&self, pc: u64) -> Option<(usize, usize)> {
+        let rel = pc.checked_sub(PC_BASE)?;
+        let (f, site) = ((rel / PC_STRIDE) as usize, (rel % PC_STRIDE) as usize);
+        let func = self.gor.funcs.get(f)?;
+        (site < func.f.sites.len()).then_some((f, site))
+    }
+
+    fn g(&self, id: u32) -> Result<&G, Throw> {
+        self.gor
+            .gs
+            .get(id as usize)
+            .ok_or_else(|| Misuse::NoSuchG(id).into())
+    }
+
+    fn gm(&mut self, id: u32) -> Result<&mut G, Throw> {
+        self.gor
+            .gs
+            .get_mut(id as usize)
+            .ok_or_else(|| Misuse::NoSuchG(id).into())
+    }
+
+    fn require_runnable(&self, gid: u32) -> Result<(), Throw> {
+        let g = self.g(gid)?;
+        if g.status == GStatus::Runnable && g.waiting.is_empty() {
+            Ok(())
+        } else {
+            Err(Misuse::GNotRunnable(gid).into())
+        }
+    }
+
+    fn p_exists(&self, p: u32) -> Result<(), Throw> {
+        if self.ps.contains_key(&p) {
+            Ok(())
+        } else {
+            Err(Misuse::NoSuchP(p).into())
+        }
+    }
+
+    /// The compiler's prologue check (the three forms of `spec::guard`).
+    fn needs_morestack(&self, framesize: u64, sp: u64, guard: u64) -> Result<bool, Throw> {
+        if framesize > MAX_FRAMESIZE {
+            return Err(Invalid::FrameTooLarge(framesize).into());
+        }
+        for value in [sp, guard] {
+            if value > self.mask {
+                return Err(Invalid::NotAPointer {
+                    value,
+                    bits: 8 * self.ptr as u32,
+                }
+                .into());
+            }
+        }
+        let k = framesize.saturating_sub(STACK_SMALL);
+        Ok(if framesize <= STACK_SMALL {
+            sp <= guard
+        } else if framesize <= self.consts.stack_big {
+            (sp.wrapping_sub(k) & self.mask) <= guard
+        } else {
+            sp < k || sp - k <= guard
+        })
+    }
+
+    // ---- the function table ---------------------------------------------------
+
+    /// Adds a function to the table after checking that its frame
+    /// description fits its frame; returns its index (as `State::add_func`).
+    pub fn add_func(&mut self, f: Func) -> Result<usize, Throw> {
+        self.require_layout()?;
+        let p = self.ptr;
+        let bad = |why: String| -> Result<usize, Throw> {
+            Err(Misuse::BadFunc(f.name.clone(), why).into())
+        };
+        if f.frame_size % p != 0 || f.args_size % p != 0 {
+            return bad(format!(
+                "frame {} and args {} must be multiples of {p}",
+                f.frame_size, f.args_size
+            ));
+        }
+        if self.uses_lr() && (f.frame_size % 16 != 0 || f.frame_size == 8) {
+            return bad(format!(
+                "an arm64 frame is 0 or a multiple of 16, not {}",
+                f.frame_size
+            ));
+        }
+        if f.frame_size > MAX_FRAMESIZE || f.args_size > MAX_FRAMESIZE {
+            return bad("frame or args larger than the assembler's int32".into());
+        }
+        if f.max_sp_delta > MAX_FRAMESIZE {
+            return bad("max SP delta larger than the assembler's int32".into());
+        }
+        if f.max_sp_delta < f.frame_size {
+            return bad(format!(
+                "max SP delta {} below the frame size {}",
+                f.max_sp_delta, f.frame_size
+            ));
+        }
+        if f.sites.is_empty() || f.sites.len() as u64 >= PC_STRIDE {
+            return bad("a function needs between 1 and 65535 call sites".into());
+        }
+        let room = self.locals_room_of(f.frame_size);
+        let (nl, na) = (f.sites[0].locals.len(), f.sites[0].args.len());
+        if f.sites
+            .iter()
+            .any(|s| s.locals.len() != nl || s.args.len() != na)
+        {
+            return bad("every site's locals (and args) map must have the same length".into());
+        }
+        for (i, s) in f.sites.iter().enumerate() {
+            if s.locals.len() as u64 * p > room || s.args.len() as u64 * p > f.args_size {
+                return bad(format!("site {i}'s pointer maps run past the frame ({room} bytes of locals, {} of args)", f.args_size));
+            }
+        }
+        for (i, o) in f.objects.iter().enumerate() {
+            let fits = if o.off < 0 {
+                o.off.unsigned_abs() <= room && o.size <= o.off.unsigned_abs()
+            } else {
+                (o.off as u64)
+                    .checked_add(o.size)
+                    .is_some_and(|end| end <= f.args_size)
+            };
+            if o.off.unsigned_abs() % p != 0
+                || o.size % p != 0
+                || !fits
+                || o.ptrs.len() as u64 * p > o.size
+            {
+                return bad(format!(
+                    "stack object {i} (off {}, size {}) does not fit the frame",
+                    o.off, o.size
+                ));
+            }
+        }
+        if self.gor.funcs.len() as u64 >= (u64::MAX - PC_BASE) / PC_STRIDE {
+            return bad("function table full".into());
+        }
+        let mut zero = vec![0u64; nl.div_ceil(64)];
+        let locals: Vec<Vec<u64>> = f.sites.iter().map(|s| adjust::pack(&s.locals)).collect();
+        for l in &locals {
+            for (z, w) in zero.iter_mut().zip(l) {
+                *z |= w;
+            }
+        }
+        let info = FuncInfo {
+            geo: self.geometry(f.frame_size),
+            geo0: self.geometry(0),
+            locals_room: room,
+            nl,
+            na,
+            args: f.sites.iter().map(|s| adjust::pack(&s.args)).collect(),
+            locals,
+            zero,
+            objs: f
+                .objects
+                .iter()
+                .map(|o| (o.off, o.size, adjust::pack(&o.ptrs), o.ptrs.len()))
+                .collect(),
+            f,
+        };
+        self.gor.funcs.push(info);
+        Ok(self.gor.funcs.len() - 1)
+    }
+
+    // ---- frames -------------------------------------------------------------
+
+    /// Walks `g`'s frames from its SP as Go's unwinder does, into `out`;
+    /// `limit` is the most frames a stack of its size can hold.
+    fn walk_into(&self, g: &G, limit: u64, out: &mut Vec<Rec>) -> Result<(), Throw> {
+        if self.ptr == 8 {
+            self.walk_words(g, self.stack_words64(g.stack), limit, out)
+        } else {
+            self.walk_words(g, self.stack_words32(g.stack), limit, out)
+        }
+    }
+
+    /// [`Runtime::walk_into`] reading return addresses through `ws`, the
+    /// words of `g`'s stack.
+    fn walk_words<W: Words>(
+        &self,
+        g: &G,
+        ws: W,
+        limit: u64,
+        out: &mut Vec<Rec>,
+    ) -> Result<(), Throw> {
+        out.clear();
+        let lo = g.stack.lo;
+        let read = |a: u64| {
+            let i = (a.wrapping_sub(lo) / self.ptr) as usize;
+            if a >= lo && i < ws.len() {
+                ws.ld(i)
+            } else {
+                self.rd(a)
+            }
+        };
+        let funcs = &self.gor.funcs[..];
+        let p = self.ptr;
+        let lr_arch = self.uses_lr();
+        let (mut func, mut site) = match g.pc {
+            Pc::Entry(f) => (f, ENTRY),
+            Pc::At(f, s) => (f, s as u32),
+        };
+        let mut sp = g.sp;
+        let unknown = || Throw::Go(GoThrow::UnknownCallerPc);
+        loop {
+            let fi = funcs.get(func).ok_or_else(unknown)?;
+            let sized = site != ENTRY && fi.f.frame_size > 0;
+            let (fpo, _, _) = if site != ENTRY { fi.geo } else { fi.geo0 };
+            let fp = sp.wrapping_add(fpo);
+            out.push(Rec {
+                func: func as u32,
+                site,
+                sp,
+            });
+            if fp > g.stack.hi || out.len() as u64 > limit {
+                return Err(unknown());
+            }
+            let lr = if !lr_arch {
+                read(fp - p)
+            } else if sized {
+                read(sp)
+            } else if out.len() == 1 {
+                g.lr
+            } else {
+                return Err(unknown());
+            };
+            if lr == GOEXIT_PC {
+                if fp != g.stktopsp {
+                    return Err(GoThrow::TracebackDidNotUnwind.into());
+                }
+                return Ok(());
+            }
+            // findfunc and the stack-map index of the return address.
+            let rel = lr.wrapping_sub(PC_BASE);
+            let (cf, cs) = ((rel / PC_STRIDE) as usize, (rel % PC_STRIDE) as u32);
+            match funcs.get(cf) {
+                Some(c) if lr >= PC_BASE && (cs as usize) < c.locals.len() => {}
+                _ => return Err(unknown()),
+            }
+            func = cf;
+            site = cs;
+            sp = fp;
+        }
+    }
+
+    fn frame_of(&self, r: &Rec) -> Frame {
+        let fi = &self.gor.funcs[r.func as usize];
+        let (fpo, varpo, argpo) = if r.site != ENTRY { fi.geo } else { fi.geo0 };
+        Frame {
+            func: r.func as usize,
+            site: (r.site != ENTRY).then_some(r.site as usize),
+            sp: r.sp,
+            fp: r.sp.wrapping_add(fpo),
+            varp: r.sp.wrapping_add(varpo),
+            argp: r.sp.wrapping_add(argpo),
+        }
+    }
+
+    /// The frames of goroutine `gid`, innermost first, read from its stack
+    /// memory (as `State::frames`).
+    pub fn frames(&self, gid: u32) -> Result<Vec<Frame>, Throw> {
+        let g = self.g(gid)?;
+        if g.status == GStatus::Dead {
+            return Err(Misuse::GNotRunnable(gid).into());
+        }
+        let mut recs = Vec::new();
+        let limit = (g.stack.hi - g.stack.lo) / self.ptr;
+        self.walk_into(g, limit, &mut recs)?;
+        Ok(recs.iter().map(|r| self.frame_of(r)).collect())
+    }
+
+    // ---- spawn, gfget, gfput ----------------------------------------------------
+
+    /// Moves dead goroutines to P's empty list from the global ones and pops
+    /// one, recording how to undo it.
+    fn gfget_take(&mut self, p: u32) -> (Option<u32>, ListUndo) {
+        let local = self.gor.p_gfree.entry(p).or_default();
+        let mut undo = ListUndo {
+            p,
+            local: local.clone(),
+            taken: Vec::new(),
+        };
+        if local.is_empty() {
+            while local.len() < 32 {
+                if let Some(g) = self.gor.sched_stack.pop() {
+                    undo.taken.push((true, g));
+                    local.push(g);
+                } else if let Some(g) = self.gor.sched_nostack.pop() {
+                    undo.taken.push((false, g));
+                    local.push(g);
+                } else {
+                    break;
+                }
+            }
+        }
+        (local.pop(), undo)
+    }
+
+    fn undo_lists(&mut self, u: ListUndo) {
+        for (with, g) in u.taken.into_iter().rev() {
+            if with {
+                self.gor.sched_stack.push(g);
+            } else {
+                self.gor.sched_nostack.push(g);
+            }
+        }
+        self.gor.p_gfree.insert(u.p, u.local);
+    }
+
+    /// Whether the allocations `sizes` by `ctx` would all succeed; the first
+    /// failure's throw otherwise.
+    fn predict(&self, ctx: Ctx, sizes: &[u64]) -> Result<(), Throw> {
+        for &n in sizes {
+            self.stacks.check_size(n)?;
+        }
+        let ps: Vec<&crate::P> = self.ps.values().collect();
+        let snap = self.stacks.snapshot(&ps);
+        let mut sim = AllocSim::new(
+            &snap,
+            ctx,
+            &self.consts,
+            self.config.arena_bytes,
+            self.config.no_cache,
+        );
+        for &n in sizes {
+            sim.alloc(n)?;
+        }
+        Ok(())
+    }
+
+    /// Creates a goroutine that will run `func` and runs its entry (as
+    /// `State::spawn`).
+    pub fn spawn(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
+        self.require_layout()?;
+        let p = ctx.p.ok_or(Throw::Misuse(Misuse::NeedsP("newproc")))?;
+        self.p_exists(p)?;
+        if func >= self.gor.funcs.len() {
+            return Err(Misuse::NoSuchFunc(func).into());
+        }
+        if self.gor.funcs[func].f.args_size != 0 {
+            let name = self.gor.funcs[func].f.name.clone();
+            return Err(Misuse::BadFunc(
+                name,
+                "a goroutine's entry function takes no arguments".into(),
+            )
+            .into());
+        }
+        let ptr = self.ptr;
+        let guard = self.consts.stack_guard;
+        let uses_lr = self.uses_lr();
+        let top = (4 * ptr + self.min_frame()).next_multiple_of(if uses_lr { 16 } else { ptr });
+        let start = self.gor.starting;
+        let (cand, undo) = self.gfget_take(p);
+        // The stack the goroutine will run on, and whether it must be
+        // allocated (and a wrong-sized one freed first).
+        let (size, known_lo, alloc) = match cand {
+            Some(id) => {
+                let stk = self.gor.gs[id as usize].stack;
+                if stk.lo != 0 && stk.hi - stk.lo == start {
+                    (start, stk.lo, false)
+                } else {
+                    (start, if stk.lo != 0 { stk.lo } else { self.va_base }, true)
+                }
+            }
+            None => (
+                (self.consts.stack_system + self.consts.stack_min).next_power_of_two(),
+                self.va_base,
+                true,
+            ),
+        };
+        let hi = known_lo.wrapping_add(size);
+        let stktopsp = hi.wrapping_sub(top);
+        let num = Num {
+            lo: known_lo,
+            hi,
+            sp: if uses_lr {
+                stktopsp
+            } else {
+                stktopsp.wrapping_sub(ptr)
+            },
+            guard: known_lo.wrapping_add(guard),
+            preempt_shrink: false,
+            safe: true,
+        };
+        let (copies, planned) = self.plan_enter(func, num);
+        let new_id = cand.unwrap_or(self.gor.gs.len() as u32);
+        let planned = planned.map_err(|t| match t {
+            Throw::Misuse(Misuse::NosplitOverrun(_)) => Misuse::NosplitOverrun(new_id).into(),
+            t => t,
+        });
+        if planned.is_err() || !copies.is_empty() {
+            let mut sizes = Vec::new();
+            if alloc {
+                sizes.push(size);
+            }
+            match &planned {
+                Err(_) => sizes.extend(copies.iter().take(1)),
+                Ok(()) => sizes.extend(&copies),
+            }
+            let pred = if sizes.is_empty() {
+                Ok(())
+            } else {
+                self.predict(ctx, &sizes)
+            };
+            if let Err(e) = pred.and(planned) {
+                self.undo_lists(undo);
+                return Err(e);
+            }
+        }
+        let id = match cand {
+            Some(id) => {
+                let stk = self.gor.gs[id as usize].stack;
+                if stk.lo != 0 && stk.hi - stk.lo != start {
+                    self.gfree(ctx, stk)?;
+                    self.gor.gs[id as usize].stack = Stack { lo: 0, hi: 0 };
+                }
+                if self.gor.gs[id as usize].stack.lo == 0 {
+                    let stk = match self.galloc(ctx, start) {
+                        Ok(s) => s,
+                        Err(e) => {
+                            self.undo_lists(undo);
+                            return Err(e);
+                        }
+                    };
+                    let g = &mut self.gor.gs[id as usize];
+                    g.stack = stk;
+                    g.stackguard0 = stk.lo + guard;
+                }
+                let stk = self.gor.gs[id as usize].stack;
+                self.gor.gs[id as usize] = new_g(stk, guard);
+                id
+            }
+            None => {
+                let stk = match self.galloc(ctx, size) {
+                    Ok(s) => s,
+                    Err(e) => {
+                        self.undo_lists(undo);
+                        return Err(e);
+                    }
+                };
+                // malg zeroes the stack's lowest word.
+                self.wr(stk.lo, 0);
+                let id = self.gor.gs.len() as u32;
+                self.gor.gs.push(new_g(stk, guard));
+                id
+            }
+        };
+        let g = &mut self.gor.gs[id as usize];
+        g.stktopsp = g.stack.hi - top;
+        g.sp = if uses_lr {
+            g.stktopsp
+        } else {
+            g.stktopsp - ptr
+        };
+        g.lr = if uses_lr { GOEXIT_PC } else { 0 };
+        g.pc = Pc::Entry(func);
+        g.status = GStatus::Runnable;
+        g.stackguard0 = g.stack.lo + guard;
+        let sp = g.sp;
+        if !uses_lr {
+            self.wr(sp, GOEXIT_PC);
+        } else {
+            self.wr(sp, 0);
+            if self.config.profile.release != Release::Go1_19 {
+                self.wr(sp - ptr, 0);
+            }
+        }
+        self.enter(ctx, id)?;
+        Ok(id)
+    }
+
+    /// `newstack`'s decisions for a goroutine at the entry of `func`, from
+    /// its numbers: the sizes of the copies it would make, and the throw it
+    /// would end with (stack overflow, a NOSPLIT overrun, ...). A copy's own
+    /// checks (the frame walk, junk pointers, memory) are not planned here.
+    fn plan_enter(&self, func: usize, mut n: Num) -> (Vec<u64>, Result<(), Throw>) {
+        let c = &self.consts;
+        let f = &self.gor.funcs[func].f;
+        let p = self.ptr;
+        let mut copies = Vec::new();
+        let r = (|| {
+            if !f.nosplit {
+                for _ in 0..64 {
+                    if !self.needs_morestack(f.frame_size, n.sp, n.guard)? {
+                        break;
+                    }
+                    if n.guard == c.stack_fork {
+                        return Err(GoThrow::StackGrowthAfterFork.into());
+                    }
+                    let preempt = n.guard == c.stack_preempt;
+                    if n.lo == 0 {
+                        return Err(GoThrow::MissingStackInNewstack.into());
+                    }
+                    let sp = if self.uses_lr() {
+                        n.sp
+                    } else {
+                        n.sp.wrapping_sub(p)
+                    };
+                    if sp < n.lo {
+                        return Err(GoThrow::SplitStackOverflow.into());
+                    }
+                    let used = n.hi - n.sp;
+                    if preempt {
+                        if n.preempt_shrink {
+                            n.preempt_shrink = false;
+                            if !n.safe {
+                                return Err(GoThrow::ShrinkstackAtBadTime.into());
+                            }
+                            let old = n.hi - n.lo;
+                            let new = old / 2;
+                            if new >= c.fixed_stack && used + c.stack_nosplit < old / 4 {
+                                copies.push(new);
+                                n.hi = n.lo + new;
+                                n.sp = n.hi - used;
+                            }
+                        }
+                        n.guard = n.lo + c.stack_guard;
+                        continue;
+                    }
+                    let oldsize = n.hi - n.lo;
+                    let mut newsize = oldsize * 2;
+                    let needed = f.max_sp_delta + c.stack_guard;
+                    while newsize - used < needed {
+                        newsize *= 2;
+                    }
+                    if n.guard == c.stack_force_move {
+                        newsize = oldsize;
+                    }
+                    if newsize > self.gor.maxstacksize || newsize > c.maxstackceiling {
+                        return Err(GoThrow::StackOverflow.into());
+                    }
+                    copies.push(newsize);
+                    n.hi = n.lo + newsize;
+                    n.sp = n.hi - used;
+                    n.guard = n.lo + c.stack_guard;
+                }
+            }
+            let below = if self.uses_lr() && f.frame_size > 0 {
+                p
+            } else {
+                0
+            };
+            if n.sp
+                .checked_sub(f.frame_size + below)
+                .is_none_or(|sp| sp < n.lo)
+            {
+                return Err(Misuse::NosplitOverrun(u32::MAX).into());
+            }
+            Ok(())
+        })();
+        (copies, r)
+    }
+
+    /// Runs the entry of the innermost function (at `Pc::Entry`): its
+    /// prologue check, `newstack` while it fails, then the frame push. On
+    /// an error nothing has changed.
+    fn enter(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        let g = self.g(gid)?;
+        let Pc::Entry(func) = g.pc else {
+            return Err(Misuse::NotAtEntry(gid).into());
+        };
+        let num = Num {
+            lo: g.stack.lo,
+            hi: g.stack.hi,
+            sp: g.sp,
+            guard: g.stackguard0,
+            preempt_shrink: g.preempt_shrink,
+            safe: self.is_shrink_stack_safe(gid)?,
+        };
+        let (copies, planned) = self.plan_enter(func, num);
+        let fix = |t: Throw| match t {
+            Throw::Misuse(Misuse::NosplitOverrun(_)) => Misuse::NosplitOverrun(gid).into(),
+            t => t,
+        };
+        match planned {
+            Err(e) => {
+                if let Some(&first) = copies.first() {
+                    // The first copy comes before the throw: its own checks
+                    // and its allocation fail first.
+                    let shrink = first < num.hi - num.lo;
+                    if let Err(w) = self.copy_checks(gid, first, shrink) {
+                        return Err(self.predict(ctx, &[first]).err().unwrap_or(w));
+                    }
+                    self.predict(ctx, &[first])?;
+                }
+                return Err(fix(e));
+            }
+            Ok(()) if copies.len() > 1 => {
+                let shrink = copies[0] < num.hi - num.lo;
+                if let Err(w) = self.copy_checks(gid, copies[0], shrink) {
+                    return Err(self.predict(ctx, &copies[..1]).err().unwrap_or(w));
+                }
+                self.predict(ctx, &copies)?;
+            }
+            Ok(()) => {}
+        }
+        let f = &self.gor.funcs[func].f;
+        let (frame_size, nosplit) = (f.frame_size, f.nosplit);
+        if !nosplit {
+            for _ in 0..64 {
+                let g = self.g(gid)?;
+                if !self.needs_morestack(frame_size, g.sp, g.stackguard0)? {
+                    break;
+                }
+                self.newstack(ctx, gid)?;
+            }
+        }
+        let p = self.ptr;
+        let g = self.g(gid)?;
+        let (gsp, glo, glr, gbp) = (g.sp, g.stack.lo, g.lr, g.bp);
+        let below = if self.uses_lr() && frame_size > 0 {
+            p
+        } else {
+            0
+        };
+        let new_sp = gsp
+            .checked_sub(frame_size + below)
+            .filter(|&sp| sp >= glo)
+            .map(|sp| sp + below)
+            .ok_or(Throw::Misuse(Misuse::NosplitOverrun(gid)))?;
+        let mut bp = gbp;
+        if self.uses_lr() {
+            if frame_size > 0 {
+                self.wr(new_sp, glr);
+                self.wr(new_sp - p, gbp);
+                bp = new_sp - p;
+            }
+        } else if self.saves_bp(frame_size) {
+            let slot = gsp - p;
+            self.wr(slot, gbp);
+            bp = slot;
+        }
+        // Zero every slot some site's locals map marks, and the local stack
+        // objects.
+        let fi = &self.gor.funcs[func];
+        let varp = new_sp + fi.geo.1;
+        let nl = fi.nl as u64;
+        let base = varp - nl * p;
+        for (wi, &w) in fi.zero.iter().enumerate() {
+            let mut m = w;
+            while m != 0 {
+                let i = wi as u64 * 64 + u64::from(m.trailing_zeros());
+                m &= m - 1;
+                self.wr(base + i * p, 0);
+            }
+        }
+        for &(off, size, _, _) in &fi.objs {
+            if off < 0 {
+                for w in 0..size / p {
+                    self.wr(varp - off.unsigned_abs() + w * p, 0);
+                }
+            }
+        }
+        let g = self.gm(gid)?;
+        g.sp = new_sp;
+        g.bp = bp;
+        g.pc = Pc::At(func, 0);
+        Ok(())
+    }
+
+    // ---- calls and returns ----------------------------------------------------
+
+    /// The innermost function calls `callee` from its site `site` (as
+    /// `State::call`).
+    pub fn call(&mut self, ctx: Ctx, gid: u32, site: usize, callee: usize) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        let Pc::At(func, _) = self.g(gid)?.pc else {
+            return Err(Misuse::NotAtEntry(gid).into());
+        };
+        if site >= self.gor.funcs[func].f.sites.len() {
+            return Err(Misuse::NoSuchSite(func, site).into());
+        }
+        if callee >= self.gor.funcs.len() {
+            return Err(Misuse::NoSuchFunc(callee).into());
+        }
+        let p = self.ptr;
+        let saved = self.g(gid)?.clone();
+        let ret = PC_BASE + func as u64 * PC_STRIDE + site as u64;
+        let mut written = None;
+        if self.uses_lr() && self.gor.funcs[func].f.frame_size == 0 {
+            let name = self.gor.funcs[func].f.name.clone();
+            return Err(
+                Misuse::BadFunc(name, "a frameless arm64 function cannot call".into()).into(),
+            );
+        }
+        let room = self.gor.funcs[func].locals_room;
+        if self.gor.funcs[callee].f.args_size > room {
+            return Err(Misuse::BadFunc(
+                self.gor.funcs[callee].f.name.clone(),
+                format!(
+                    "its {} bytes of arguments do not fit in the {room} bytes of locals of its caller {}",
+                    self.gor.funcs[callee].f.args_size, self.gor.funcs[func].f.name
+                ),
+            )
+            .into());
+        }
+        if self.uses_lr() {
+            self.gm(gid)?.lr = ret;
+        } else {
+            if saved.sp < saved.stack.lo + p {
+                return Err(Misuse::NosplitOverrun(gid).into());
+            }
+            let slot = saved.sp - p;
+            written = Some((slot, self.rd(slot)));
+            self.wr(slot, ret);
+            self.gm(gid)?.sp -= p;
+        }
+        self.gm(gid)?.pc = Pc::Entry(callee);
+        if let Err(e) = self.enter(ctx, gid) {
+            if let Some((slot, v)) = written {
+                self.wr(slot, v);
+            }
+            self.gor.gs[gid as usize] = saved;
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// The innermost function returns; from the bottom function the
+    /// goroutine ends (as `State::ret`).
+    pub fn ret(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        let g = self.g(gid)?;
+        let Pc::At(func, _) = g.pc else {
+            return Err(Misuse::NotAtEntry(gid).into());
+        };
+        let p = self.ptr;
+        let fi = &self.gor.funcs[func];
+        let size = fi.f.frame_size;
+        let (fpo, varpo, _) = fi.geo;
+        let (sp, fp, varp) = (g.sp, g.sp + fpo, g.sp + varpo);
+        let (saved_bp, ret) = if self.uses_lr() {
+            if size > 0 {
+                (self.rd(sp - p), self.rd(sp))
+            } else {
+                (g.bp, g.lr)
+            }
+        } else if self.saves_bp(size) {
+            (self.rd(varp), self.rd(fp - p))
+        } else {
+            (g.bp, self.rd(fp - p))
+        };
+        if ret == GOEXIT_PC {
+            return self.goexit(ctx, gid);
+        }
+        let (cf, cs) = self
+            .decode_pc(ret)
+            .ok_or(Throw::Misuse(Misuse::BadReturnAddress(ret)))?;
+        let uses_lr = self.uses_lr();
+        let g = self.gm(gid)?;
+        g.sp = fp;
+        g.bp = saved_bp;
+        if uses_lr {
+            g.lr = ret;
+        }
+        g.pc = Pc::At(cf, cs);
+        Ok(())
+    }
+
+    /// The innermost frame moves to call site `site`.
+    pub fn set_site(&mut self, gid: u32, site: usize) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        let Pc::At(f, _) = self.g(gid)?.pc else {
+            return Err(Misuse::NotAtEntry(gid).into());
+        };
+        if site >= self.gor.funcs[f].f.sites.len() {
+            return Err(Misuse::NoSuchSite(f, site).into());
+        }
+        self.gm(gid)?.pc = Pc::At(f, site);
+        Ok(())
+    }
+
+    /// The address of a slot of frame `frame` (0 = innermost).
+    pub fn slot_addr(&self, gid: u32, frame: usize, slot: Slot) -> Result<u64, Throw> {
+        let frames = self.frames(gid)?;
+        let fr = frames
+            .get(frame)
+            .ok_or(Throw::Misuse(Misuse::NoSuchFrame(gid, frame)))?;
+        let fi = &self.gor.funcs[fr.func];
+        let p = self.ptr;
+        let locals = fi.locals_room;
+        let bad = || Throw::Misuse(Misuse::NoSuchSlot(gid, frame));
+        match slot {
+            Slot::Local(i) if fr.site.is_some() && (i as u64 + 1) * p <= locals => {
+                Ok(fr.varp - locals + i as u64 * p)
+            }
+            Slot::Arg(i) if (i as u64 + 1) * p <= fi.f.args_size => Ok(fr.argp + i as u64 * p),
+            Slot::Object(o, w) => {
+                let obj = fi.f.objects.get(o).ok_or_else(bad)?;
+                if (w as u64 + 1) * p > obj.size || (obj.off < 0 && fr.site.is_none()) {
+                    return Err(bad());
+                }
+                let base = if obj.off < 0 {
+                    fr.varp - obj.off.unsigned_abs()
+                } else {
+                    fr.argp + obj.off as u64
+                };
+                Ok(base + w as u64 * p)
+            }
+            _ => Err(bad()),
+        }
+    }
+
+    /// Writes `value` into a slot of frame `frame`.
+    pub fn write_slot(
+        &mut self,
+        gid: u32,
+        frame: usize,
+        slot: Slot,
+        value: u64,
+    ) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        if value > self.mask {
+            return Err(Invalid::NotAPointer {
+                value,
+                bits: 8 * self.ptr as u32,
+            }
+            .into());
+        }
+        let addr = self.slot_addr(gid, frame, slot)?;
+        self.wr(addr, value);
+        Ok(())
+    }
+
+    /// Writes any word of a goroutine's used stack (the hostile operation).
+    pub fn poke(&mut self, gid: u32, addr: u64, value: u64) -> Result<(), Throw> {
+        let g = self.g(gid)?;
+        let p = self.ptr;
+        if addr < g.sp || addr >= g.stack.hi || addr % p != 0 || value > self.mask {
+            return Err(Misuse::NotInUsedStack(gid, addr).into());
+        }
+        self.wr(addr, value);
+        self.gm(gid)?.corrupted = true;
+        Ok(())
+    }
+
+    /// Sets the closure-context register.
+    pub fn set_ctxt(&mut self, gid: u32, value: u64) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        let mask = self.mask;
+        self.gm(gid)?.ctxt = value & mask;
+        Ok(())
+    }
+
+    /// Pushes a defer record {fn, sp, link} for frame `frame`, on the heap
+    /// or at a stack object of the frame; returns its address.
+    pub fn defer_push(
+        &mut self,
+        gid: u32,
+        frame: usize,
+        fn_value: u64,
+        on_stack: Option<usize>,
+    ) -> Result<u64, Throw> {
+        self.require_runnable(gid)?;
+        let p = self.ptr;
+        let frames = self.frames(gid)?;
+        let fr = frames
+            .get(frame)
+            .ok_or(Throw::Misuse(Misuse::NoSuchFrame(gid, frame)))?
+            .clone();
+        let d = match on_stack {
+            Some(o) => {
+                let obj = self.gor.funcs[fr.func]
+                    .f
+                    .objects
+                    .get(o)
+                    .ok_or(Throw::Misuse(Misuse::NoSuchSlot(gid, frame)))?;
+                if obj.size < 3 * p {
+                    return Err(Misuse::NoSuchSlot(gid, frame).into());
+                }
+                self.slot_addr(gid, frame, Slot::Object(o, 0))?
+            }
+            None => self.heap_words(3)?,
+        };
+        let head = self.g(gid)?.defer_head;
+        self.wr(d, fn_value & self.mask);
+        self.wr(d + p, fr.sp);
+        self.wr(d + 2 * p, head);
+        self.gm(gid)?.defer_head = d;
+        Ok(d)
+    }
+
+    /// Pops the first defer record.
+    pub fn defer_pop(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        let head = self.g(gid)?.defer_head;
+        if head == 0 {
+            return Err(Misuse::NoDefer(gid).into());
+        }
+        let link = self.rd(head + 2 * self.ptr);
+        self.gm(gid)?.defer_head = link;
+        Ok(())
+    }
+
+    /// Sets the panic head to a record at a stack object of frame `frame`.
+    pub fn panic_push(&mut self, gid: u32, frame: usize, object: usize) -> Result<u64, Throw> {
+        self.require_runnable(gid)?;
+        let addr = self.slot_addr(gid, frame, Slot::Object(object, 0))?;
+        let head = self.g(gid)?.panic_head;
+        self.wr(addr, head);
+        self.gm(gid)?.panic_head = addr;
+        Ok(addr)
+    }
+
+    /// `n` words of heap memory for defer records, from heap spans of one
+    /// page.
+    fn heap_words(&mut self, n: u64) -> Result<u64, Throw> {
+        let bytes = n * self.ptr;
+        let (next, end) = self.gor.heap_bump;
+        if next + bytes <= end && next != 0 {
+            self.gor.heap_bump.0 += bytes;
+            return Ok(next);
+        }
+        let base = self.heap_alloc(1)?;
+        self.gor.heap_bump = (base + bytes, base + gostack_spec::heap::PAGE_SIZE);
+        Ok(base)
+    }
+
+    /// `stackguard0 = stackPreempt`.
+    pub fn request_preempt(&mut self, gid: u32) -> Result<(), Throw> {
+        let preempt = self.consts.stack_preempt;
+        let g = self.gm(gid)?;
+        if g.status == GStatus::Dead {
+            return Err(Misuse::GNotRunnable(gid).into());
+        }
+        g.stackguard0 = preempt;
+        Ok(())
+    }
+
+    /// `stackguard0 = stackForceMove`.
+    pub fn request_force_move(&mut self, gid: u32) -> Result<(), Throw> {
+        let force = self.consts.stack_force_move;
+        let g = self.gm(gid)?;
+        if g.status == GStatus::Dead {
+            return Err(Misuse::GNotRunnable(gid).into());
+        }
+        g.stackguard0 = force;
+        Ok(())
+    }
+
+    /// Sets `maxstacksize`.
+    pub fn set_max_stack(&mut self, bytes: u64) {
+        self.gor.maxstacksize = bytes;
+    }
+
+    // ---- newstack, shrinkstack, copystack -------------------------------------
+
+    /// Go: `newstack` (runtime/stack.go).
+    fn newstack(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        let c = &self.consts;
+        let (fork, preempt_v, force, guard, fixed_max) = (
+            c.stack_fork,
+            c.stack_preempt,
+            c.stack_force_move,
+            c.stack_guard,
+            c.maxstackceiling,
+        );
+        let g = self.g(gid)?;
+        if g.stackguard0 == fork {
+            return Err(GoThrow::StackGrowthAfterFork.into());
+        }
+        let preempt = g.stackguard0 == preempt_v;
+        if g.stack.lo == 0 {
+            return Err(GoThrow::MissingStackInNewstack.into());
+        }
+        let sp = if self.uses_lr() {
+            g.sp
+        } else {
+            g.sp.wrapping_sub(self.ptr)
+        };
+        if sp < g.stack.lo {
+            return Err(GoThrow::SplitStackOverflow.into());
+        }
+        if preempt {
+            if g.preempt_shrink {
+                self.gm(gid)?.preempt_shrink = false;
+                if let Err(e) = self.shrinkstack(ctx, gid) {
+                    self.gm(gid)?.preempt_shrink = true;
+                    return Err(e);
+                }
+            }
+            let g = self.gm(gid)?;
+            g.stackguard0 = g.stack.lo + guard;
+            return Ok(());
+        }
+        let oldsize = g.stack.hi - g.stack.lo;
+        let mut newsize = oldsize * 2;
+        let Pc::Entry(fi) = g.pc else {
+            return Err(Misuse::NotAtEntry(gid).into());
+        };
+        let needed = self.gor.funcs[fi].f.max_sp_delta + guard;
+        let used = g.stack.hi - g.sp;
+        while newsize - used < needed {
+            newsize *= 2;
+        }
+        let kind = if g.stackguard0 == force {
+            newsize = oldsize;
+            Kind::Move
+        } else {
+            Kind::Grow
+        };
+        if newsize > self.gor.maxstacksize || newsize > fixed_max {
+            return Err(GoThrow::StackOverflow.into());
+        }
+        self.copystack(ctx, gid, newsize, kind)
+    }
+
+    /// Go: `isShrinkStackSafe` (runtime/stack.go).
+    pub fn is_shrink_stack_safe(&self, gid: u32) -> Result<bool, Throw> {
+        let g = self.g(gid)?;
+        Ok(g.syscallsp == 0 && !g.async_safe_point && !g.parking_on_chan)
+    }
+
+    /// Go: `shrinkstack` (runtime/stack.go).
+    fn shrinkstack(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        let g = self.g(gid)?;
+        if g.stack.lo == 0 {
+            return Err(GoThrow::MissingStackInShrinkstack.into());
+        }
+        if !self.is_shrink_stack_safe(gid)? {
+            return Err(GoThrow::ShrinkstackAtBadTime.into());
+        }
+        let oldsize = g.stack.hi - g.stack.lo;
+        let newsize = oldsize / 2;
+        if newsize < self.consts.fixed_stack {
+            return Ok(());
+        }
+        let used = g.stack.hi - g.sp + self.consts.stack_nosplit;
+        if used >= oldsize / 4 {
+            return Ok(());
+        }
+        self.copystack(ctx, gid, newsize, Kind::Shrink)
+    }
+
+    /// The checks `copystack` makes after its allocation: parking while
+    /// shrinking, the channel locks, the frame walk (into `gor.walk`) and
+    /// junk pointers in the locals. Pure.
+    fn copy_checks(&mut self, gid: u32, newsize: u64, shrink: bool) -> Result<(), Throw> {
+        let g = self.g(gid)?;
+        if !g.active_stack_chans {
+            if shrink && g.parking_on_chan {
+                return Err(GoThrow::RacySudogAdjustment.into());
+            }
+        } else {
+            for sid in &g.waiting {
+                let c = self.gor.sudogs[sid].c;
+                if self.gor.chans[c as usize].locked_by.is_some() {
+                    return Err(Misuse::WouldBlock(
+                        "copystack: a channel the goroutine waits on is locked",
+                    )
+                    .into());
+                }
+            }
+        }
+        let mut walk = std::mem::take(&mut self.gor.walk);
+        let r = self
+            .walk_into(self.g(gid)?, newsize / self.ptr, &mut walk)
+            .and_then(|()| {
+                let g = self.g(gid)?;
+                if self.ptr == 8 {
+                    let ws = self.stack_words64(g.stack);
+                    self.junk(&walk, g.stack.lo, ws)
+                } else {
+                    let ws = self.stack_words32(g.stack);
+                    self.junk(&walk, g.stack.lo, ws)
+                }
+            });
+        self.gor.walk = walk;
+        r
+    }
+
+    fn stack_words64(&self, s: Stack) -> W64<'_> {
+        W64(self
+            .stacks
+            .arena()
+            .words(self.to_real(s.lo), ((s.hi - s.lo) / 8) as usize)
+            .unwrap_or(&[]))
+    }
+
+    /// A stack's 4-byte words (its `lo` is 8-byte aligned).
+    fn stack_words32(&self, s: Stack) -> W32<'_> {
+        let words = self
+            .stacks
+            .arena()
+            .words(self.to_real(s.lo), ((s.hi - s.lo) / 8) as usize)
+            .unwrap_or(&[]);
+        W32 {
+            words,
+            start: 0,
+            len: 2 * words.len(),
+        }
+    }
+
+    /// adjustpointers' junk check over the locals of every walked frame.
+    fn junk<W: Words>(&self, walk: &[Rec], lo: u64, ws: W) -> Result<(), Throw> {
+        let p = self.ptr;
+        let min = self.consts.min_legal_pointer;
+        for r in walk {
+            if r.site == ENTRY {
+                continue;
+            }
+            let fi = &self.gor.funcs[r.func as usize];
+            let varp = r.sp + fi.geo.1;
+            if fi.nl == 0 || varp <= r.sp {
+                continue;
+            }
+            let scanp = varp - fi.nl as u64 * p;
+            let bits = &fi.locals[r.site as usize];
+            let start = (scanp.wrapping_sub(lo) / p) as usize;
+            let inside = if scanp >= lo {
+                ws.sub(start, fi.nl)
+            } else {
+                None
+            };
+            let bad = match inside {
+                Some(words) => adjust::has_junk(words, bits, min),
+                None => bits_set(bits).any(|i| {
+                    let v = self.rd(scanp + i as u64 * p);
+                    0 < v && v < min
+                }),
+            };
+            if bad {
+                return Err(GoThrow::InvalidPointerOnStack.into());
+            }
+        }
+        Ok(())
+    }
+
+    /// Go: `copystack` (runtime/stack.go): validate, allocate, copy the
+    /// used words, adjust sudogs, registers, defers and every frame, free
+    /// the old stack.
+    fn copystack(&mut self, ctx: Ctx, gid: u32, newsize: u64, kind: Kind) -> Result<(), Throw> {
+        let g = self.g(gid)?;
+        if g.syscallsp != 0 {
+            return Err(GoThrow::StackGrowthInSyscall.into());
+        }
+        let old = g.stack;
+        if old.lo == 0 {
+            return Err(GoThrow::NilStackbase.into());
+        }
+        let shrink = newsize < old.hi - old.lo;
+        if let Err(e) = self.copy_checks(gid, newsize, shrink) {
+            return Err(self.predict(ctx, &[newsize]).err().unwrap_or(e));
+        }
+        let new = self.galloc(ctx, newsize)?;
+        let p = self.ptr;
+        let mask = self.mask;
+        let poison = self.config.poison_copy;
+        if poison {
+            self.fill(new, 0xfd);
+        }
+        let g = self.g(gid)?.clone();
+        let used = old.hi - g.sp;
+        let delta = new.hi.wrapping_sub(old.hi);
+        let mv = Move {
+            lo: old.lo,
+            hi: old.hi,
+            delta,
+            mask,
+        };
+        let adj = |v: u64| {
+            if old.lo <= v && v < old.hi {
+                v.wrapping_add(delta) & mask
+            } else {
+                v
+            }
+        };
+        // findsghi, then adjustsudogs (under the channel locks when
+        // activeStackChans; sequentially the same).
+        let mut sghi = 0;
+        if g.active_stack_chans {
+            for sid in &g.waiting {
+                let sg = &self.gor.sudogs[sid];
+                let end = sg.elem + self.gor.chans[sg.c as usize].elemsize;
+                if old.lo <= end && end < old.hi && end > sghi {
+                    sghi = end;
+                }
+            }
+        }
+        for sid in &g.waiting {
+            if let Some(sg) = self.gor.sudogs.get_mut(sid) {
+                sg.elem = adj(sg.elem);
+            }
+        }
+        // The used words, old to new.
+        let n = (used / p) as usize;
+        if p == 8 {
+            let (src, dst) = (self.stack_words64(old), self.stack_words64(new));
+            if let (Some(src), Some(dst)) = (tail(src, n), tail(dst, n)) {
+                adjust::copy64(src, dst);
+            }
+        } else {
+            let (src, dst) = (self.stack_words32(old), self.stack_words32(new));
+            if let (Some(src), Some(dst)) = (tail(src, n), tail(dst, n)) {
+                adjust::copy(src, dst);
+            }
+        }
+        self.gor.stats.bytes_copied += used;
+        // adjustctxt, adjustdefers, adjustpanics.
+        let oldfp = g.bp;
+        {
+            let gm = &mut self.gor.gs[gid as usize];
+            gm.ctxt = adj(gm.ctxt);
+            gm.bp = adj(gm.bp);
+            gm.defer_head = adj(gm.defer_head);
+        }
+        if self.arm64_fp_adjusted() && oldfp == g.sp.wrapping_sub(p) {
+            let newfp = self.gor.gs[gid as usize].bp;
+            let v = self.rd(oldfp);
+            self.wr(newfp, v);
+            self.adjust_one(newfp, &mv);
+        }
+        let mut d = self.gor.gs[gid as usize].defer_head;
+        let mut n = 0;
+        while d != 0 && n < 1 << 16 {
+            self.adjust_one(d, &mv);
+            self.adjust_one(d.wrapping_add(p), &mv);
+            self.adjust_one(d.wrapping_add(2 * p), &mv);
+            d = self.rd(d.wrapping_add(2 * p));
+            n += 1;
+        }
+        let guard = self.consts.stack_guard;
+        {
+            let gm = &mut self.gor.gs[gid as usize];
+            gm.panic_head = adj(gm.panic_head);
+            gm.stack = new;
+            gm.stackguard0 = new.lo + guard;
+            gm.sp = new.hi - used;
+            gm.stktopsp = gm.stktopsp.wrapping_add(delta);
+        }
+        let sghi_new = if sghi == 0 {
+            0
+        } else {
+            sghi.wrapping_add(delta)
+        };
+        let walk = std::mem::take(&mut self.gor.walk);
+        if p == 8 {
+            let ws = self.stack_words64(new);
+            self.adjust_frames(&walk, new, ws, &mv, sghi_new);
+        } else {
+            let ws = self.stack_words32(new);
+            self.adjust_frames(&walk, new, ws, &mv, sghi_new);
+        }
+        self.gor.walk = walk;
+        if poison {
+            self.fill(old, 0xfc);
+        }
+        match kind {
+            Kind::Grow => self.gor.stats.growths += 1,
+            Kind::Move => self.gor.stats.moves += 1,
+            Kind::Shrink => self.gor.stats.shrinks += 1,
+        }
+        self.gfree(ctx, old)
+    }
+
+    /// adjustpointer on the word at `va`.
+    fn adjust_one(&self, va: u64, mv: &Move) {
+        let v = self.rd(va);
+        if mv.lo <= v && v < mv.hi {
+            self.wr(va, v.wrapping_add(mv.delta));
+        }
+    }
+
+    /// Adjusts the words of a map at `scanp`: through the stack slice when
+    /// the map lies in it, else word by word.
+    #[inline]
+    fn adjust_map<W: Words>(
+        &self,
+        (ws, lo): (W, u64),
+        scanp: u64,
+        bits: &[u64],
+        n: usize,
+        mv: &Move,
+        cas: bool,
+    ) {
+        let p = self.ptr;
+        if scanp >= lo {
+            let start = ((scanp - lo) / p) as usize;
+            if let Some(words) = ws.sub(start, n) {
+                mv.bits(words, bits, cas);
+                return;
+            }
+        }
+        for i in bits_set(bits) {
+            self.adjust_one(scanp.wrapping_add(i as u64 * p), mv);
+        }
+    }
+
+    /// Go: `adjustframe` for every walked frame, moved to the new stack.
+    fn adjust_frames<W: Words>(&self, walk: &[Rec], new: Stack, ws: W, mv: &Move, sghi: u64) {
+        let p = self.ptr;
+        let fp_adj = self.config.profile.goarch == Goarch::Amd64 || self.arm64_fp_adjusted();
+        for r in walk {
+            let fi = &self.gor.funcs[r.func as usize];
+            let sp = r.sp.wrapping_add(mv.delta) & self.mask;
+            let entry = r.site == ENTRY;
+            let (_, varpo, argpo) = if entry { fi.geo0 } else { fi.geo };
+            let (varp, argp) = (sp + varpo, sp + argpo);
+            if fp_adj && argp - varp == 2 * p {
+                let i = (varp.wrapping_sub(new.lo) / p) as usize;
+                if varp >= new.lo && i < ws.len() {
+                    mv.one(ws, i);
+                } else {
+                    self.adjust_one(varp, mv);
+                }
+            }
+            if !entry && fi.nl > 0 && varp > sp {
+                let scanp = varp - fi.nl as u64 * p;
+                let bits = &fi.locals[r.site as usize];
+                self.adjust_map((ws, new.lo), scanp, bits, fi.nl, mv, scanp < sghi);
+            }
+            if fi.na > 0 {
+                let bits = &fi.args[if entry { 0 } else { r.site as usize }];
+                self.adjust_map((ws, new.lo), argp, bits, fi.na, mv, argp < sghi);
+            }
+            for (off, _, ptrs, nbits) in &fi.objs {
+                let base = if *off < 0 {
+                    varp.wrapping_sub(off.unsigned_abs())
+                } else {
+                    argp + *off as u64
+                };
+                if base < sp {
+                    continue;
+                }
+                self.adjust_map((ws, new.lo), base, ptrs, *nbits, mv, false);
+            }
+        }
+    }
+
+    fn fill(&self, s: Stack, byte: u8) {
+        let word = u64::from_ne_bytes([byte; 8]) & self.mask;
+        if self.ptr == 8 {
+            adjust::fill(self.stack_words64(s), word);
+        } else {
+            adjust::fill(self.stack_words32(s), word);
+        }
+    }
+
+    // ---- syscalls, scans, exits -------------------------------------------------
+
+    /// `entersyscall`.
+    pub fn enter_syscall(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        let g = self.gm(gid)?;
+        g.syscallsp = g.sp;
+        g.status = GStatus::Syscall;
+        Ok(())
+    }
+
+    /// `exitsyscall`.
+    pub fn exit_syscall(&mut self, gid: u32) -> Result<(), Throw> {
+        let g = self.gm(gid)?;
+        if g.status != GStatus::Syscall {
+            return Err(Misuse::GNotRunnable(gid).into());
+        }
+        g.syscallsp = 0;
+        g.status = GStatus::Runnable;
+        Ok(())
+    }
+
+    /// Sets or clears `asyncSafePoint`.
+    pub fn set_async_safe_point(&mut self, gid: u32, on: bool) -> Result<(), Throw> {
+        self.gm(gid)?.async_safe_point = on;
+        Ok(())
+    }
+
+    /// The GC scans goroutine `gid`'s stack from P `p` (`scanstack`): counts
+    /// it, then shrinks it or asks for a shrink at the next safe point.
+    pub fn gc_scan(&mut self, p: u32, gid: u32) -> Result<(), Throw> {
+        if self.stacks.gcphase() == GcPhase::Off {
+            return Err(Misuse::WrongGcPhase {
+                op: "scanstack",
+                needs: "_GCmark",
+                found: "_GCoff",
+            }
+            .into());
+        }
+        self.p_exists(p)?;
+        let g = self.g(gid)?;
+        match g.status {
+            GStatus::Dead => return Ok(()),
+            GStatus::Running => {
+                return Err(Misuse::WouldBlock(
+                    "scanstack: the goroutine is running; suspendG waits",
+                )
+                .into())
+            }
+            _ => {}
+        }
+        let sp = if g.syscallsp != 0 { g.syscallsp } else { g.sp };
+        let bytes = g.stack.hi - sp;
+        let before = self.gor.scanned.get(&p).copied();
+        let e = self.gor.scanned.entry(p).or_default();
+        e.0 += bytes;
+        e.1 += 1;
+        let r = if self.is_shrink_stack_safe(gid)? {
+            self.shrinkstack(Ctx::on(p), gid)
+        } else {
+            self.gm(gid)?.preempt_shrink = true;
+            Ok(())
+        };
+        if r.is_err() {
+            match before {
+                Some(b) => self.gor.scanned.insert(p, b),
+                None => self.gor.scanned.remove(&p),
+            };
+        }
+        r
+    }
+
+    /// Go: `gcComputeStartingStackSize` (runtime/stack.go).
+    pub fn gc_compute_starting_stack_size(&mut self) {
+        let (mut size, mut n) = (0u64, 0u64);
+        for (_, (s, c)) in std::mem::take(&mut self.gor.scanned) {
+            size += s;
+            n += c;
+        }
+        let fixed = self.consts.fixed_stack;
+        if n == 0 {
+            self.gor.starting = fixed;
+            return;
+        }
+        let avg =
+            (size / n + self.consts.stack_guard).clamp(fixed, self.gor.maxstacksize.max(fixed));
+        self.gor.starting = avg.next_power_of_two();
+    }
+
+    /// Go: `goexit0` → `gdestroy` → `gfput` (runtime/proc.go).
+    fn goexit(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        let p = ctx.p.ok_or(Throw::Misuse(Misuse::NeedsP("goexit")))?;
+        self.p_exists(p)?;
+        let stk = self.g(gid)?.stack;
+        let start = self.gor.starting;
+        if stk.hi - stk.lo != start {
+            self.gfree(ctx, stk)?;
+            let g = self.gm(gid)?;
+            g.stack = Stack { lo: 0, hi: 0 };
+            g.stackguard0 = 0;
+        }
+        let g = self.gm(gid)?;
+        g.status = GStatus::Dead;
+        g.defer_head = 0;
+        g.panic_head = 0;
+        g.ctxt = 0;
+        let local = self.gor.p_gfree.entry(p).or_default();
+        local.push(gid);
+        if local.len() >= 64 {
+            self.gfree_to_global(p, 32);
+        }
+        Ok(())
+    }
+
+    /// Moves dead goroutines from P's list to the global lists until
+    /// `keep - 1` remain (as the spec's `gfree_to_global`).
+    fn gfree_to_global(&mut self, p: u32, keep: usize) {
+        let local = self.gor.p_gfree.entry(p).or_default();
+        let (mut with, mut without) = (Vec::new(), Vec::new());
+        while local.len() >= keep && !local.is_empty() {
+            let g = local.pop().expect("non-empty");
+            if self.gor.gs[g as usize].stack.lo == 0 {
+                without.push(g);
+            } else {
+                with.push(g);
+            }
+        }
+        self.gor.sched_stack.extend(with);
+        self.gor.sched_nostack.extend(without);
+    }
+
+    /// `gfpurge` and the rest of a P's goroutine state, when it is
+    /// destroyed.
+    pub(crate) fn gfpurge(&mut self, p: u32) {
+        self.gfree_to_global(p, 1);
+        self.gor.p_gfree.remove(&p);
+        self.gor.scanned.remove(&p);
+    }
+
+    /// Ends goroutine `gid` from wherever it stands (`runtime.Goexit`).
+    pub fn exit(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        self.goexit(ctx, gid)
+    }
+
+    // ---- channels ---------------------------------------------------------------
+
+    /// Makes a channel with elements of `elemsize` bytes; returns its id.
+    pub fn make_chan(&mut self, elemsize: u64) -> Result<u32, Throw> {
+        if elemsize % self.ptr != 0 || elemsize >= 1 << 16 {
+            return Err(Misuse::BadElemSize(elemsize).into());
+        }
+        let id = self.gor.chans.len() as u32;
+        self.gor.chans.push(Chan {
+            elemsize,
+            locked_by: None,
+            recvq: Vec::new(),
+        });
+        Ok(id)
+    }
+
+    /// First parking step of a receive or select on `cases` (as
+    /// `State::park_begin`).
+    pub fn park_begin(&mut self, gid: u32, cases: &[(u32, u64)]) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        let g = self.g(gid)?;
+        let (sp, hi) = (g.sp, g.stack.hi);
+        if cases.is_empty() {
+            return Err(Misuse::BadSelect("no cases").into());
+        }
+        let mut order: Vec<(u32, u64)> = cases.to_vec();
+        order.sort();
+        if order.windows(2).any(|w| w[0].0 == w[1].0) {
+            return Err(Misuse::BadSelect("a channel named twice").into());
+        }
+        for &(c, elem) in &order {
+            let ch = self
+                .gor
+                .chans
+                .get(c as usize)
+                .ok_or(Throw::Misuse(Misuse::NoSuchChan(c)))?;
+            if ch.locked_by.is_some() {
+                return Err(Misuse::WouldBlock("park: the channel is locked").into());
+            }
+            if elem < sp
+                || elem % self.ptr != 0
+                || elem.checked_add(ch.elemsize).is_none_or(|e| e > hi)
+            {
+                return Err(Misuse::NotInUsedStack(gid, elem).into());
+            }
+        }
+        let is_select = order.len() > 1;
+        let mut waiting = Vec::with_capacity(order.len());
+        for &(c, elem) in &order {
+            let sid = self.gor.next_sudog;
+            self.gor.next_sudog += 1;
+            self.gor.sudogs.insert(
+                sid,
+                Sudog {
+                    g: gid,
+                    c,
+                    elem,
+                    is_select,
+                },
+            );
+            let ch = &mut self.gor.chans[c as usize];
+            ch.locked_by = Some(gid);
+            ch.recvq.push(sid);
+            waiting.push(sid);
+        }
+        let g = self.gm(gid)?;
+        g.waiting = waiting;
+        g.status = GStatus::Running;
+        g.select_done = false;
+        Ok(())
+    }
+
+    fn require_parking_step(&self, gid: u32, want: GStatus, parking: bool) -> Result<(), Throw> {
+        let g = self.g(gid)?;
+        if g.status == want
+            && !g.waiting.is_empty()
+            && g.parking_on_chan == parking
+            && !g.active_stack_chans
+        {
+            Ok(())
+        } else {
+            Err(Misuse::ParkOutOfOrder(gid).into())
+        }
+    }
+
+    /// Second parking step: `parkingOnChan` set.
+    pub fn park_set_parking(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_parking_step(gid, GStatus::Running, false)?;
+        self.gm(gid)?.parking_on_chan = true;
+        Ok(())
+    }
+
+    /// Third parking step: `park_m` sets the status to waiting.
+    pub fn park_m(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_parking_step(gid, GStatus::Running, true)?;
+        self.gm(gid)?.status = GStatus::Waiting;
+        Ok(())
+    }
+
+    /// Last parking step: `chanparkcommit`.
+    pub fn park_commit(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_parking_step(gid, GStatus::Waiting, true)?;
+        let g = &mut self.gor.gs[gid as usize];
+        g.active_stack_chans = true;
+        g.parking_on_chan = false;
+        for sid in &g.waiting {
+            let c = self.gor.sudogs[sid].c;
+            self.gor.chans[c as usize].locked_by = None;
+        }
+        Ok(())
+    }
+
+    /// The four parking steps at once.
+    pub fn park(&mut self, gid: u32, cases: &[(u32, u64)]) -> Result<(), Throw> {
+        self.park_begin(gid, cases)?;
+        self.park_set_parking(gid)?;
+        self.park_m(gid)?;
+        self.park_commit(gid)
+    }
+
+    /// A sender delivers `value` on channel `c` to its first waiting
+    /// receiver (as `State::send`); returns the receiver.
+    pub fn send(&mut self, c: u32, value: &[u64]) -> Result<u32, Throw> {
+        let ch = self
+            .gor
+            .chans
+            .get(c as usize)
+            .ok_or(Throw::Misuse(Misuse::NoSuchChan(c)))?;
+        if ch.locked_by.is_some() {
+            return Err(Misuse::WouldBlock("send: the channel is locked").into());
+        }
+        let p = self.ptr;
+        let elemsize = ch.elemsize;
+        if (value.len() as u64).wrapping_mul(p) != elemsize || value.iter().any(|&v| v > self.mask)
+        {
+            return Err(Misuse::BadElemSize((value.len() as u64).wrapping_mul(p)).into());
+        }
+        let mut i = 0;
+        let chosen = loop {
+            let Some(&sid) = ch.recvq.get(i) else {
+                return Err(Misuse::NoReceiver(c).into());
+            };
+            i += 1;
+            let sg = &self.gor.sudogs[&sid];
+            let g = self.g(sg.g)?;
+            if sg.is_select && g.select_done {
+                continue;
+            }
+            if sg.elem < g.stack.lo || sg.elem.wrapping_add(elemsize) > g.stack.hi {
+                return Err(Misuse::StaleSudogElem(sg.elem).into());
+            }
+            break sid;
+        };
+        let sg = self.gor.sudogs[&chosen].clone();
+        for (k, &v) in value.iter().enumerate() {
+            self.wr(sg.elem + k as u64 * p, v);
+        }
+        self.gor.sudogs.get_mut(&chosen).expect("exists").elem = 0;
+        self.gor.chans[c as usize].recvq.drain(..i);
+        let g = &mut self.gor.gs[sg.g as usize];
+        g.select_done = sg.is_select;
+        g.status = GStatus::Runnable;
+        Ok(sg.g)
+    }
+
+    /// The readied receiver resumes (as `State::wake`).
+    pub fn wake(&mut self, gid: u32) -> Result<(), Throw> {
+        let g = self.g(gid)?;
+        if g.status != GStatus::Runnable || g.waiting.is_empty() {
+            return Err(Misuse::ParkOutOfOrder(gid).into());
+        }
+        for sid in &g.waiting {
+            let c = self.gor.sudogs[sid].c;
+            if self.gor.chans[c as usize].locked_by.is_some() {
+                return Err(Misuse::WouldBlock("wake: a channel is locked").into());
+            }
+        }
+        let waiting = std::mem::take(&mut self.gor.gs[gid as usize].waiting);
+        for sid in &waiting {
+            let c = self.gor.sudogs[sid].c;
+            self.gor.chans[c as usize].recvq.retain(|x| x != sid);
+            self.gor.sudogs.remove(sid);
+        }
+        let g = &mut self.gor.gs[gid as usize];
+        g.active_stack_chans = false;
+        g.select_done = false;
+        Ok(())
+    }
+
+    // ---- observation ----------------------------------------------------------------
+
+    /// The goroutines, as `State::g_snapshot` reports them.
+    pub fn g_snapshot(&self) -> Vec<GSnap> {
+        let p = self.ptr;
+        let base = self.va_base;
+        self.gor
+            .gs
+            .iter()
+            .enumerate()
+            .map(|(id, g)| {
+                let rel = |v: u64| {
+                    if g.stack.lo <= v && v < g.stack.hi {
+                        (1 << 63) | (g.stack.hi - v)
+                    } else {
+                        v
+                    }
+                };
+                let used = if g.stack.lo == 0 || g.status == GStatus::Dead {
+                    Vec::new()
+                } else {
+                    (g.sp..g.stack.hi)
+                        .step_by(p as usize)
+                        .map(|a| rel(self.rd(a)))
+                        .collect()
+                };
+                let off = |a: u64| if a == 0 { 0 } else { a.wrapping_sub(base) };
+                GSnap {
+                    id: id as u32,
+                    status: g.status,
+                    stack: (off(g.stack.lo), off(g.stack.hi)),
+                    stackguard0: rel(g.stackguard0),
+                    sp: rel(g.sp),
+                    pc: g.pc,
+                    flags: [
+                        g.syscallsp != 0,
+                        g.async_safe_point,
+                        g.preempt_shrink,
+                        g.parking_on_chan,
+                        g.active_stack_chans,
+                    ],
+                    used,
+                    waiting: g
+                        .waiting
+                        .iter()
+                        .map(|sid| match self.gor.sudogs[sid].elem {
+                            0 => 0,
+                            elem => g.stack.hi.wrapping_sub(elem),
+                        })
+                        .collect(),
+                    regs: [
+                        rel(g.bp),
+                        rel(g.lr),
+                        rel(g.ctxt),
+                        rel(g.defer_head),
+                        rel(g.panic_head),
+                    ],
+                }
+            })
+            .collect()
+    }
+
+    /// The goroutine part of [`Runtime::world`].
+    pub(crate) fn gor_world(&self) -> WorldSnap {
+        let base = self.va_base;
+        let g = &self.gor;
+        WorldSnap {
+            next_p: 0,
+            markers: Vec::new(),
+            next_marker: 0,
+            funcs: g.funcs.len(),
+            next_g: g.gs.len() as u32,
+            next_sudog: g.next_sudog,
+            p_gfree: g
+                .p_gfree
+                .iter()
+                .filter(|(_, l)| !l.is_empty())
+                .map(|(&p, l)| (p, l.clone()))
+                .collect(),
+            sched_gfree_stack: g.sched_stack.clone(),
+            sched_gfree_nostack: g.sched_nostack.clone(),
+            chans: g
+                .chans
+                .iter()
+                .enumerate()
+                .map(|(id, c)| ChanSnap {
+                    id: id as u32,
+                    elemsize: c.elemsize,
+                    locked_by: c.locked_by,
+                    recvq: c.recvq.clone(),
+                })
+                .collect(),
+            sudogs: g
+                .sudogs
+                .iter()
+                .map(|(&id, s)| SudogSnap {
+                    id,
+                    g: s.g,
+                    c: s.c,
+                    elem: (s.elem != 0).then(|| s.elem.wrapping_sub(base)),
+                    is_select: s.is_select,
+                })
+                .collect(),
+            gstats: g.stats.clone(),
+            starting_stack_size: g.starting,
+            maxstacksize: g.maxstacksize,
+            scanned: g.scanned.iter().map(|(&p, &(b, n))| (p, b, n)).collect(),
+            heap_bump: (g.heap_bump != (0, 0)).then(|| {
+                (
+                    g.heap_bump.0.wrapping_sub(base),
+                    g.heap_bump.1.wrapping_sub(base),
+                )
+            }),
+        }
+    }
+}
+
+/// The last `n` words of a stack.
+fn tail<W: Words>(ws: W, n: usize) -> Option<W> {
+    ws.sub(ws.len().checked_sub(n)?, n)
+}
+
+/// The indices of the set bits of a packed map.
+fn bits_set(bits: &[u64]) -> impl Iterator<Item = usize> + '_ {
+    bits.iter().enumerate().flat_map(|(wi, &w)| {
+        let mut m = w;
+        std::iter::from_fn(move || {
+            if m == 0 {
+                return None;
+            }
+            let i = wi * 64 + m.trailing_zeros() as usize;
+            m &= m - 1;
+            Some(i)
+        })
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use gostack_spec::goroutine::{Site, StackObject};
+    use gostack_spec::{Config, Profile};
+
+    fn rt(arch: &str, rel: &str) -> (Runtime, Ctx) {
+        let mut c = Config::new(Profile::parse("linux", arch, false, rel).unwrap());
+        c.arena_bytes = 4 << 20;
+        let mut r = Runtime::new(c).unwrap();
+        let p = r.create_p();
+        (r, Ctx::on(p))
+    }
+
+    /// A function of 64 bytes whose 4-word locals map marks words 0 and 1
+    /// and whose stack object (3 words at varp - 4 words) holds pointers.
+    fn ptr_func(r: &mut Runtime, name: &str) -> usize {
+        let p = r.ptr as i64;
+        let mut f = Func::new(name, 64);
+        f.sites = vec![Site {
+            locals: vec![true, true, false, false],
+            args: vec![],
+        }];
+        f.objects.push(StackObject {
+            off: -4 * p,
+            size: 3 * p as u64,
+            ptrs: vec![true, true, true],
+        });
+        r.add_func(f).unwrap()
+    }
+
+    /// The slot of bit `bit` of the innermost frame's 4-word locals map.
+    fn map_slot(r: &Runtime, g: u32, frame: usize, bit: usize) -> Slot {
+        let fr = &r.frames(g).unwrap()[frame];
+        let first = r.slot_addr(g, frame, Slot::Local(0)).unwrap();
+        Slot::Local(((fr.varp - first) / r.ptr) as usize - 4 + bit)
+    }
+
+    fn size(r: &Runtime, g: u32) -> u64 {
+        let s = r.gor.gs[g as usize].stack;
+        s.hi - s.lo
+    }
+
+    /// Grows 1000 frames deep (60 under Miri), every frame's first map
+    /// slot pointing at its caller's; the chain survives every copy; then
+    /// returns and shrinks back at stack scans.
+    #[test]
+    fn grow_deep_and_shrink_back() {
+        let depth = if cfg!(miri) { 60 } else { 1000 };
+        for (arch, rel) in [("amd64", "1.23"), ("386", "1.19"), ("arm64", "1.23")] {
+            let (mut r, ctx) = rt(arch, rel);
+            let f = ptr_func(&mut r, "f");
+            let g = r.spawn(ctx, f).unwrap();
+            for _ in 0..depth {
+                r.call(ctx, g, 0, f).unwrap();
+                let s = map_slot(&r, g, 0, 0);
+                let caller = r.slot_addr(g, 1, map_slot(&r, g, 1, 0)).unwrap();
+                r.write_slot(g, 0, s, caller).unwrap();
+            }
+            assert!(size(&r, g) >= depth as u64 * 64, "{arch}: grew");
+            assert!(r.gor.stats.growths >= 2);
+            // Every link still points at the caller's slot, in the new stack.
+            let frames = r.frames(g).unwrap();
+            assert_eq!(frames.len(), depth + 1);
+            for i in 0..depth {
+                let here = r.slot_addr(g, i, map_slot(&r, g, i, 0)).unwrap();
+                let caller = r.slot_addr(g, i + 1, map_slot(&r, g, i + 1, 0)).unwrap();
+                assert_eq!(r.read_word(here), caller, "{arch}: frame {i}");
+            }
+            for _ in 0..depth {
+                r.ret(ctx, g).unwrap();
+            }
+            r.gc_start().unwrap();
+            let mut last = size(&r, g);
+            loop {
+                r.gc_scan(ctx.p.unwrap(), g).unwrap();
+                if size(&r, g) == last {
+                    break;
+                }
+                last = size(&r, g);
+            }
+            assert_eq!(size(&r, g), r.consts.fixed_stack, "{arch}: shrunk back");
+            r.gc_end().unwrap();
+        }
+    }
+
+    /// A goroutine parks on two channels (select) with its receive slots
+    /// in its stack; a scan shrinks the stack under the channel locks; the
+    /// sudogs follow; a send writes into the new stack.
+    #[test]
+    fn park_on_two_channels_shrink_then_send() {
+        let (mut r, ctx) = rt("amd64", "1.23");
+        let f = ptr_func(&mut r, "f");
+        let big = r.add_func(Func::new("big", 16 * 1024)).unwrap();
+        let g = r.spawn(ctx, f).unwrap();
+        r.call(ctx, g, 0, big).unwrap();
+        r.ret(ctx, g).unwrap();
+        let c1 = r.make_chan(8).unwrap();
+        let c2 = r.make_chan(16).unwrap();
+        let e1 = r.slot_addr(g, 0, Slot::Object(0, 0)).unwrap();
+        let e2 = r.slot_addr(g, 0, Slot::Object(0, 1)).unwrap();
+        r.park(g, &[(c2, e2), (c1, e1)]).unwrap();
+        let before = size(&r, g);
+        r.gc_start().unwrap();
+        r.gc_scan(ctx.p.unwrap(), g).unwrap();
+        assert!(size(&r, g) < before, "shrunk while parked");
+        let e1n = r.slot_addr(g, 0, Slot::Object(0, 0));
+        // Not runnable: slot_addr still walks the frames.
+        let e1n = e1n.unwrap();
+        let w = r.world();
+        let elems: Vec<Option<u64>> = w.sudogs.iter().map(|s| s.elem).collect();
+        assert!(elems.contains(&Some(e1n - r.base())));
+        // The value, itself a pointer into the stack, lands in the new
+        // stack.
+        assert_eq!(r.send(c1, &[e1n]).unwrap(), g);
+        assert_eq!(r.read_word(e1n), e1n);
+        assert!(r.send(c2, &[1, 2]).is_err(), "the select is won");
+        r.wake(g).unwrap();
+        r.gc_end().unwrap();
+        assert!(r.world().sudogs.is_empty());
+    }
+
+    /// Defer records on the heap and in stack objects, and a panic
+    /// record, move with the stack.
+    #[test]
+    fn defer_and_panic_records_are_adjusted() {
+        for (arch, rel) in [("amd64", "1.23"), ("386", "1.19")] {
+            let (mut r, ctx) = rt(arch, rel);
+            let p = r.ptr;
+            let f = ptr_func(&mut r, "f");
+            let big = r.add_func(Func::new("big", 16 * 1024)).unwrap();
+            let g = r.spawn(ctx, f).unwrap();
+            let heap = r.defer_push(g, 0, 0x40_7700, None).unwrap();
+            let stack = r.defer_push(g, 0, 0x40_8800, Some(0)).unwrap();
+            assert_eq!(r.read_word(stack + 2 * p), heap);
+            let old_sp = r.frames(g).unwrap()[0].sp;
+            r.call(ctx, g, 0, big).unwrap();
+            let fr = r.frames(g).unwrap();
+            let new_stack = r.slot_addr(g, 1, Slot::Object(0, 0)).unwrap();
+            assert_ne!(new_stack, stack);
+            assert_eq!(r.gor.gs[g as usize].defer_head, new_stack);
+            // The records' sp words moved; the heap record stayed put.
+            assert_eq!(r.read_word(new_stack + p), fr[1].sp);
+            assert_eq!(r.read_word(new_stack + 2 * p), heap);
+            assert_eq!(r.read_word(heap + p), fr[1].sp);
+            assert_ne!(fr[1].sp, old_sp);
+            r.ret(ctx, g).unwrap();
+            let pr = r.panic_push(g, 0, 0).unwrap();
+            r.request_force_move(g).unwrap();
+            r.call(ctx, g, 0, f).unwrap();
+            let moved = r.slot_addr(g, 1, Slot::Object(0, 0)).unwrap();
+            assert_ne!(moved, pr);
+            assert_eq!(r.gor.gs[g as usize].panic_head, moved);
+            r.ret(ctx, g).unwrap();
+            r.defer_pop(g).unwrap();
+            r.defer_pop(g).unwrap();
+            assert_eq!(r.defer_pop(g), Err(Misuse::NoDefer(g).into()));
+        }
+    }
+
+    /// Bad inputs get the spec's throw and change nothing, including
+    /// failures found after the frames were walked (junk pointers, a
+    /// corrupt return address) and out of memory in the middle of a call.
+    #[test]
+    fn bad_inputs_change_nothing() {
+        let (mut r, ctx) = rt("amd64", "1.23");
+        let f = ptr_func(&mut r, "f");
+        let big = r.add_func(Func::new("big", 16 * 1024)).unwrap();
+        let mut huge = Func::new("huge", 8 << 20);
+        huge.max_sp_delta = 8 << 20;
+        let huge = r.add_func(huge).unwrap();
+        let g = r.spawn(ctx, f).unwrap();
+        let same = |r: &Runtime| (r.snapshot(), r.world());
+        let check =
+            |r: &mut Runtime, op: &dyn Fn(&mut Runtime) -> Result<(), Throw>, want: Throw| {
+                let before = same(r);
+                assert_eq!(op(r), Err(want));
+                assert!(same(r) == before, "state changed");
+            };
+        check(
+            &mut r,
+            &|r| r.call(ctx, g, 0, 99),
+            Misuse::NoSuchFunc(99).into(),
+        );
+        check(&mut r, &|r| r.call(ctx, 9, 0, f), Misuse::NoSuchG(9).into());
+        check(
+            &mut r,
+            &|r| r.call(ctx, g, 3, f),
+            Misuse::NoSuchSite(f, 3).into(),
+        );
+        check(
+            &mut r,
+            &|r| r.call(ctx, g, 0, huge),
+            GoThrow::OutOfMemory.into(),
+        );
+        r.set_max_stack(8 << 10);
+        check(
+            &mut r,
+            &|r| r.call(ctx, g, 0, big),
+            GoThrow::StackOverflow.into(),
+        );
+        r.set_max_stack(1 << 30);
+        let s = map_slot(&r, g, 0, 1);
+        r.write_slot(g, 0, s, 9).unwrap();
+        check(
+            &mut r,
+            &|r| r.call(ctx, g, 0, big),
+            GoThrow::InvalidPointerOnStack.into(),
+        );
+        r.write_slot(g, 0, s, 0).unwrap();
+        let ra = r.frames(g).unwrap()[0].fp - 8;
+        r.poke(g, ra, 0x99).unwrap();
+        check(
+            &mut r,
+            &|r| r.call(ctx, g, 0, big),
+            GoThrow::UnknownCallerPc.into(),
+        );
+        check(
+            &mut r,
+            &|r| r.ret(ctx, g),
+            Misuse::BadReturnAddress(0x99).into(),
+        );
+        r.poke(g, ra, GOEXIT_PC).unwrap();
+        check(
+            &mut r,
+            &|r| r.poke(g, 3, 0),
+            Misuse::NotInUsedStack(g, 3).into(),
+        );
+        check(
+            &mut r,
+            &|r| r.park(g, &[(7, 0)]),
+            Misuse::NoSuchChan(7).into(),
+        );
+        check(&mut r, &|r| r.wake(g), Misuse::ParkOutOfOrder(g).into());
+        check(
+            &mut r,
+            &|r| r.spawn(Ctx::no_p(), f).map(|_| ()),
+            Misuse::NeedsP("newproc").into(),
+        );
+        check(
+            &mut r,
+            &|r| r.spawn(ctx, huge).map(|_| ()),
+            GoThrow::OutOfMemory.into(),
+        );
+        check(
+            &mut r,
+            &|r| r.gc_scan(0, g),
+            Misuse::WrongGcPhase {
+                op: "scanstack",
+                needs: "_GCmark",
+                found: "_GCoff",
+            }
+            .into(),
+        );
+        r.ret(ctx, g).unwrap();
+        assert_eq!(r.gor.gs[g as usize].status, GStatus::Dead);
+    }
+
+    /// On 32-bit profiles a frame word is 4 bytes of real memory.
+    #[test]
+    fn words_are_four_bytes_on_386() {
+        let (mut r, ctx) = rt("386", "1.19");
+        let f = ptr_func(&mut r, "f");
+        let g = r.spawn(ctx, f).unwrap();
+        let a = r.slot_addr(g, 0, Slot::Local(0)).unwrap();
+        assert_eq!(a % 4, 0);
+        r.write_slot(g, 0, Slot::Local(0), 0x1122_3344).unwrap();
+        r.write_slot(g, 0, Slot::Local(1), 0x5566_7788).unwrap();
+        let real = r.to_real(a);
+        // Two 4-byte words of the arena (little endian), read as 8-byte
+        // words.
+        let w = r.stacks.arena().words(real & !7, 2).unwrap();
+        let bytes: Vec<u8> = w
+            .iter()
+            .flat_map(|x| x.load(std::sync::atomic::Ordering::Relaxed).to_le_bytes())
+            .collect();
+        let at = (real % 8) as usize;
+        let word = |i: usize| u32::from_le_bytes(bytes[at + i..at + i + 4].try_into().unwrap());
+        assert_eq!((word(0), word(4)), (0x1122_3344, 0x5566_7788));
+        assert!(r.write_slot(g, 0, Slot::Local(0), 1 << 32).is_err());
+        assert!(r.base() == 0x1000_0000 && a >> 32 == 0);
+    }
+}
