@@ -14,5 +14,9 @@ fi
 scratch=$(mktemp -d)
 echo "fuzzing $target for ${seconds}s; new corpus entries in $scratch"
 cd fuzz
+dict=()
+if [[ -f "dict/$target.dict" ]]; then
+  dict=("-dict=dict/$target.dict")
+fi
 cargo +nightly fuzz run "$target" "$scratch" "corpus/$target" -- \
-  -max_total_time="$seconds" -print_final_stats=1
+  -max_total_time="$seconds" -print_final_stats=1 "${dict[@]}"

@@ -4,6 +4,8 @@
 //! accepted and exits with status 2; nothing the user types can make it
 //! panic.
 
+mod bench;
+mod conform;
 mod nosplit;
 
 use clap::{Parser, Subcommand};
@@ -97,10 +99,27 @@ enum Command {
         /// The stanza file.
         file: String,
     },
+    /// Random differential runs of the implementation against the spec on
+    /// every core, with a coverage table; minimized reproducers; replay.
+    Conform(conform::ConformArgs),
+    /// Time the implementation against its baselines (mmap per stack, one
+    /// thread, the physical copy floor, Go's own stack benchmarks when Go
+    /// 1.23 is installed) and measure its metadata per live stack.
+    Bench {
+        /// Print JSON instead of a table.
+        #[arg(long)]
+        json: bool,
+        /// Short runs (rough figures; for tests and smoke runs).
+        #[arg(long)]
+        quick: bool,
+    },
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
+    if let Command::Conform(args) = &cli.command {
+        return conform::run(args);
+    }
     if let Command::Nosplit {
         goarch,
         race,
@@ -130,8 +149,9 @@ fn main() -> ExitCode {
     }
     let result = match cli.command {
         // Handled above: its exit status has three values.
-        Command::Nosplit { .. } => Ok(String::new()),
+        Command::Nosplit { .. } | Command::Conform(_) => Ok(String::new()),
         Command::Consts { profile, all, json } => consts(&profile, all, json),
+        Command::Bench { json, quick } => bench::run(json, quick),
         Command::Split {
             profile,
             framesize,

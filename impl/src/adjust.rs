@@ -236,6 +236,110 @@ pub(crate) fn has_junk<W: Words>(words: W, bits: &[u64], min_legal: u64) -> bool
     false
 }
 
+/// The parameters of [`adjust_words`]: one `adjustpointers` over a run
+/// of words outside any stack.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct WordAdjust {
+    /// 8-byte words (64-bit profiles) when true, else 4-byte words.
+    pub wide: bool,
+    /// 4-byte words only: the run starts in the upper half of its first
+    /// 8-byte atomic when odd (the alignment a 32-bit stack word can have).
+    pub half: usize,
+    /// The old stack: words in `[lo, hi)` are moved.
+    pub old_lo: u64,
+    /// End of the old stack.
+    pub old_hi: u64,
+    /// Added to every moved word (modulo the word size).
+    pub delta: u64,
+    /// With `Some(min)`, a marked non-zero word below `min` is "invalid
+    /// pointer found on stack" (minLegalPointer; locals only in Go).
+    pub min_legal: Option<u64>,
+    /// A word index: a map that starts below it is adjusted with
+    /// compare-and-swap, as copystack does below `sghi`.
+    pub sghi: usize,
+}
+
+/// Runs the word-at-a-time walk of copystack (the packed bitmap,
+/// [`Move::bits`] on a sub-run of atomic words, [`has_junk`] first, CAS
+/// below `sghi`) on a copy of `words` (cut to the word size) and writes
+/// the result back; the map `bits` starts at word `start` and its bits
+/// past the end of `words` are ignored. On the junk throw `words` are
+/// unchanged. For comparing the walk with the spec's
+/// `State::adjust_pointer_words`.
+pub fn adjust_words(
+    a: &WordAdjust,
+    words: &mut [u64],
+    start: usize,
+    bits: &[bool],
+) -> Result<(), gostack_spec::Throw> {
+    let mask = if a.wide {
+        u64::MAX
+    } else {
+        u64::from(u32::MAX)
+    };
+    let mv = Move {
+        lo: a.old_lo,
+        hi: a.old_hi,
+        delta: a.delta,
+        mask,
+    };
+    let packed = pack(bits);
+    let start = start.min(words.len());
+    let n = bits.len().min(words.len() - start);
+    let cas = start < a.sghi;
+    let junk = |bad: bool| -> Result<(), gostack_spec::Throw> {
+        if bad {
+            Err(gostack_spec::GoThrow::InvalidPointerOnStack.into())
+        } else {
+            Ok(())
+        }
+    };
+    if a.wide {
+        let cells: Vec<AtomicU64> = words.iter().map(|&w| AtomicU64::new(w)).collect();
+        let run = W64(&cells);
+        let map = run.sub(start, n).expect("start + n <= len");
+        if let Some(min) = a.min_legal {
+            junk(has_junk(map, &packed, min))?;
+        }
+        mv.bits(map, &packed, cas);
+        for (w, c) in words.iter_mut().zip(&cells) {
+            *w = c.load(Relaxed);
+        }
+    } else {
+        // The halves around the run hold a canary that must survive.
+        const CANARY: u64 = 0xa5a5_5a5a;
+        let half = a.half % 2;
+        let cells: Vec<AtomicU64> = (0..(half + words.len()).div_ceil(2))
+            .map(|_| AtomicU64::new(CANARY << 32 | CANARY))
+            .collect();
+        let run = W32 {
+            words: &cells,
+            start: half,
+            len: words.len(),
+        };
+        for (i, &w) in words.iter().enumerate() {
+            run.st(i, w);
+        }
+        let map = run.sub(start, n).expect("start + n <= len");
+        if let Some(min) = a.min_legal {
+            junk(has_junk(map, &packed, min))?;
+        }
+        mv.bits(map, &packed, cas);
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = run.ld(i);
+        }
+        let whole = W32 {
+            words: &cells,
+            start: 0,
+            len: 2 * cells.len(),
+        };
+        for j in (0..half).chain(half + words.len()..whole.len) {
+            assert_eq!(whole.ld(j), CANARY, "the walk wrote outside its run");
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -312,5 +416,31 @@ mod tests {
         fill(dst, 0xfcfc_fcfc);
         assert_eq!(dv[1].load(Relaxed), 0xfcfc_fcfc_fcfc_fcfc);
         assert!(w.sub(1, 2).is_some() && w.sub(2, 2).is_none());
+    }
+
+    #[test]
+    fn adjust_words_moves_marked_words_and_keeps_neighbours() {
+        let mut a = WordAdjust {
+            wide: true,
+            half: 0,
+            old_lo: 0x1000,
+            old_hi: 0x2000,
+            delta: 0x100,
+            min_legal: Some(4096),
+            sghi: 0,
+        };
+        let mut w = vec![0x1000, 0x1000, 0x1fff, 0x2000];
+        adjust_words(&a, &mut w, 1, &[true, false, true, true, true]).unwrap();
+        assert_eq!(w, vec![0x1000, 0x1100, 0x1fff, 0x2000]);
+        let mut j = vec![0x1000, 3];
+        assert!(adjust_words(&a, &mut j, 0, &[true, true]).is_err());
+        assert_eq!(j, vec![0x1000, 3]);
+        a.wide = false;
+        a.half = 1;
+        a.sghi = 5;
+        a.delta = 0u64.wrapping_sub(0x2000);
+        let mut v = vec![0x1_0000_1000, 0x1004, 9];
+        adjust_words(&a, &mut v, 0, &[true, true]).unwrap();
+        assert_eq!(v, vec![0xffff_f000, 0xffff_f004, 9]);
     }
 }

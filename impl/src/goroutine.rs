@@ -204,8 +204,14 @@ impl Runtime {
     }
 
     fn arm64_fp_adjusted(&self) -> bool {
-        self.config.profile.goarch == Goarch::Arm64
-            && self.config.profile.release != Release::Go1_19
+        #[cfg(not(gostack_mutant = "frame_pointer_not_adjusted"))]
+        let adjusted = self.config.profile.release != Release::Go1_19;
+        // Mutant (golang/go#58432): adjustframe and adjustctxt leave
+        // arm64's saved frame pointers pointing into the old stack, as
+        // before Go 1.21.
+        #[cfg(gostack_mutant = "frame_pointer_not_adjusted")]
+        let adjusted = false;
+        self.config.profile.goarch == Goarch::Arm64 && adjusted
     }
 
     fn require_layout(&self) -> Result<(), Throw> {
@@ -551,8 +557,12 @@ impl Runtime {
     /// Whether the allocations `sizes` by `ctx` would all succeed; the first
     /// failure's throw otherwise.
     fn predict(&self, ctx: Ctx, sizes: &[u64]) -> Result<(), Throw> {
+        // `stackalloc` checks the size, then the P, then allocates.
         for &n in sizes {
             self.stacks.check_size(n)?;
+            if let Some(p) = ctx.p {
+                self.p_exists(p)?;
+            }
         }
         let ps: Vec<&crate::P> = self.ps.values().collect();
         let snap = self.stacks.snapshot(&ps);
@@ -629,7 +639,9 @@ impl Runtime {
             Throw::Misuse(Misuse::NosplitOverrun(_)) => Misuse::NosplitOverrun(new_id).into(),
             t => t,
         });
-        if planned.is_err() || !copies.is_empty() {
+        // Predict before anything changes: gfget may free a wrong-sized
+        // stack before malg allocates, and the spec's spawn fails whole.
+        if alloc || planned.is_err() || !copies.is_empty() {
             let mut sizes = Vec::new();
             if alloc {
                 sizes.push(size);
@@ -749,7 +761,11 @@ impl Runtime {
                             }
                             let old = n.hi - n.lo;
                             let new = old / 2;
-                            if new >= c.fixed_stack && used + c.stack_nosplit < old / 4 {
+                            #[cfg(not(gostack_mutant = "shrink_quarter_vs_half"))]
+                            let avail = old / 4;
+                            #[cfg(gostack_mutant = "shrink_quarter_vs_half")]
+                            let avail = old / 2;
+                            if new >= c.fixed_stack && used + c.stack_nosplit < avail {
                                 copies.push(new);
                                 n.hi = n.lo + new;
                                 n.sp = n.hi - used;
@@ -1249,7 +1265,13 @@ impl Runtime {
     /// Go: `isShrinkStackSafe` (runtime/stack.go).
     pub fn is_shrink_stack_safe(&self, gid: u32) -> Result<bool, Throw> {
         let g = self.g(gid)?;
-        Ok(g.syscallsp == 0 && !g.async_safe_point && !g.parking_on_chan)
+        #[cfg(not(gostack_mutant = "shrink_while_parking"))]
+        let parking = g.parking_on_chan;
+        // Mutant (golang/go#40641): a goroutine between setting
+        // parkingOnChan and chanparkcommit counts as safe to shrink.
+        #[cfg(gostack_mutant = "shrink_while_parking")]
+        let parking = false;
+        Ok(g.syscallsp == 0 && !g.async_safe_point && !parking)
     }
 
     /// Go: `shrinkstack` (runtime/stack.go).
@@ -1267,7 +1289,12 @@ impl Runtime {
             return Ok(());
         }
         let used = g.stack.hi - g.sp + self.consts.stack_nosplit;
-        if used >= oldsize / 4 {
+        #[cfg(not(gostack_mutant = "shrink_quarter_vs_half"))]
+        let avail = oldsize / 4;
+        // Mutant: shrinks while a quarter to a half of the stack is used.
+        #[cfg(gostack_mutant = "shrink_quarter_vs_half")]
+        let avail = oldsize / 2;
+        if used >= avail {
             return Ok(());
         }
         self.copystack(ctx, gid, newsize, Kind::Shrink)
@@ -1360,9 +1387,15 @@ impl Runtime {
                     0 < v && v < min
                 }),
             };
+            #[cfg(not(gostack_mutant = "junk_pointer_accepted"))]
             if bad {
                 return Err(GoThrow::InvalidPointerOnStack.into());
             }
+            // Mutant: a small non-zero word in a live pointer slot is
+            // let through (adjustpointers without its minLegalPointer
+            // check).
+            #[cfg(gostack_mutant = "junk_pointer_accepted")]
+            let _ = bad;
         }
         Ok(())
     }
@@ -1418,6 +1451,9 @@ impl Runtime {
                 }
             }
         }
+        // Mutant (golang/go#12967, #13169): adjustsudogs skipped; the
+        // sudogs' elem keep pointing into the old stack.
+        #[cfg(not(gostack_mutant = "sudog_elem_not_adjusted"))]
         for sid in &g.waiting {
             if let Some(sg) = self.gor.sudogs.get_mut(sid) {
                 sg.elem = adj(sg.elem);
@@ -1560,6 +1596,9 @@ impl Runtime {
                 } else {
                     argp + *off as u64
                 };
+                // Mutant: the objects of a frame at its entry (below its
+                // SP, not allocated yet) are adjusted too.
+                #[cfg(not(gostack_mutant = "objects_below_sp_adjusted"))]
                 if base < sp {
                     continue;
                 }

@@ -60,5 +60,6 @@ pub mod stack;
 mod sync;
 pub mod sysalloc;
 
+pub use adjust::{adjust_words, WordAdjust};
 pub use runtime::Runtime;
 pub use stack::{Stacks, P};

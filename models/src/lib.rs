@@ -1,14 +1,32 @@
 //! # gostack-models: checking the implementation against the spec
 //!
-//! This crate will hold the operation language (`enum Op`), the one
-//! comparison of spec and impl, and its proptest, libFuzzer and loom drivers
-//! (see `DESIGN.md` section 6 and the models issue).
-//!
-//! What it holds today:
+//! One operation language, one comparison, several drivers (DESIGN.md
+//! section 6):
+//! - [`op`]: `enum Op`, every operation of the spec's API (allocator, GC,
+//!   goroutines, channels), naming objects by index into what is live,
+//!   with `Arbitrary` for libFuzzer and serde for JSON reproducers;
+//! - [`gen`]: proptest strategies that reach every path of the spec;
+//! - [`machine`]: the spec's API as a trait, implemented by
+//!   `gostack_spec::State` and `gostack::Runtime`;
+//! - [`harness`]: [`harness::Harness::step`] applies an op to both,
+//!   compares results and snapshots, checks the spec's invariants, and
+//!   reports a divergence with its reproducer and the first differing
+//!   snapshot field;
+//! - [`driver`]: running cases, minimizing divergences, coverage tables;
 //! - [`emu`]: an emulator for the split-check instruction listings of
-//!   `gostack_spec::guard`, the independent side of the split-check property
-//!   tests (and of the future `split_check` fuzz target).
+//!   `gostack_spec::guard`, the independent side of the split-check
+//!   property tests and fuzz target.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod driver;
 pub mod emu;
+pub mod gen;
+pub mod harness;
+pub mod machine;
+pub mod op;
+
+pub use driver::{minimize, run_case, Coverage};
+pub use harness::{Case, Divergence, Harness, PROFILES};
+pub use machine::Machine;
+pub use op::Op;

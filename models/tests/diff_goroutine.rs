@@ -703,3 +703,73 @@ fn random_run(p: &mut Pair, seed: u64, steps: usize) {
     assert!(st.growths > 0, "{}: the mix never grew a stack", p.name);
     let _ = Misuse::NoSuchG(0);
 }
+
+/// adjustframe skips the stack objects of a frame that lie below its SP:
+/// those of the innermost frame while it is at its entry (its frame not
+/// allocated yet). Goroutine `h` leaves, in its stack A, words pointing
+/// into goroutine `g`'s stack just below where g's SP will be once g
+/// moves onto A; h grows (A goes back to the P's cache); a forced move
+/// gives A to g as g calls `obj`, whose object, placed at the entry's
+/// varp, covers one of those words, and whose allocated frame does not
+/// zero it. The word must keep its value (an adjustment would make it
+/// point into g's new stack, and g's used stack differs). On 386 the
+/// entry's varp is the allocated frame's, so the object is zeroed at
+/// entry either way: the scenario runs on the 64-bit profiles.
+#[test]
+fn entry_objects_below_sp_are_not_adjusted() {
+    for &(goos, arch, rel) in PROFILES.iter().filter(|p| p.1 != "386") {
+        let mut pair = Pair::new(goos, arch, rel, 64 << 20, false);
+        let p = &mut pair;
+        let fs = funcs(p);
+        let ptr = p.s.consts.ptr_size;
+        let mut obj = Func::new("obj", 64);
+        obj.sites = vec![Site {
+            locals: vec![],
+            args: vec![],
+        }];
+        obj.objects.push(StackObject {
+            off: -2 * ptr as i64,
+            size: ptr,
+            ptrs: vec![true],
+        });
+        let obj = both!(p, |x| x.add_func(obj.clone())).unwrap();
+        let pad = both!(p, |x| x.add_func(Func::new("pad", 1024))).unwrap();
+        let pid = both!(p, |x| x.create_p());
+        let ctx = Ctx::on(pid);
+        let g = both!(p, |x| x.spawn(ctx, fs.main)).unwrap();
+        let h = both!(p, |x| x.spawn(ctx, fs.main)).unwrap();
+        for _ in 0..2 {
+            both!(p, |x| x.call(ctx, g, 0, fs.rec)).unwrap();
+        }
+        both!(p, |x| x.call(ctx, h, 0, pad)).unwrap();
+        let (old, a) = (p.s.gor.gs[&g].stack, p.s.gor.gs[&h].stack);
+        assert_eq!(old.hi - old.lo, a.hi - a.lo, "{}", p.name);
+        // g's SP at obj's entry (x86 pushes the return address), on A.
+        let arm = p.s.config.profile.goarch == gostack_spec::Goarch::Arm64;
+        let entry_sp = p.s.gor.gs[&g].sp - if arm { 0 } else { ptr };
+        let new_entry_sp = a.hi - (old.hi - entry_sp);
+        let target = old.lo + (old.hi - old.lo) / 2;
+        let padf = both!(p, |x| x.frames(h)).unwrap()[0].clone();
+        for k in 1..=8 {
+            let at = new_entry_sp - k * ptr;
+            assert!(
+                at >= padf.sp + ptr && at + ptr <= padf.varp,
+                "{}: {at:#x} is not a local of pad",
+                p.name
+            );
+            both!(p, |x| x.poke(h, at, target)).unwrap();
+        }
+        // h grows off A; g moves onto it.
+        both!(p, |x| x.call(ctx, h, 0, fs.big)).unwrap();
+        both!(p, |x| x.request_force_move(g)).unwrap();
+        both!(p, |x| x.call(ctx, g, 0, obj)).unwrap();
+        assert_eq!(p.s.gor.gs[&g].stack, a, "{}: g did not move onto A", p.name);
+        // The entry object's word: in g's used stack, outside obj's
+        // allocated object, and still pointing into the old stack.
+        let word = new_entry_sp - 2 * ptr;
+        let fr = both!(p, |x| x.frames(g)).unwrap()[0].clone();
+        assert!(word >= fr.sp && word != fr.varp - 2 * ptr, "{}", p.name);
+        assert_eq!(p.s.read_word(word), target, "{}", p.name);
+        both!(p, |x| x.ret(ctx, g)).unwrap();
+    }
+}

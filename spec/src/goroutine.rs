@@ -1898,6 +1898,43 @@ impl State {
     }
 }
 
+impl State {
+    /// Go: `adjustpointers` (runtime/stack.go) over a scratch memory: the
+    /// spec's one-bit-at-a-time loop run on `words` alone, for comparing
+    /// other walks with it (the `adjust_pointers` fuzz target).
+    ///
+    /// `words` are stack words of `profile`'s pointer size, laid out from
+    /// the arena base (values wider than the pointer are cut to it); the
+    /// pointer map `bits` starts at word `start`, and its bits past the
+    /// end of `words` are ignored. Words whose bit is set and whose value
+    /// lies in `old` get `delta` added (modulo the word size); with
+    /// `check`, a set bit on a small non-zero value is "invalid pointer
+    /// found on stack", and then `words` are left as they were.
+    pub fn adjust_pointer_words(
+        profile: crate::profile::Profile,
+        words: &mut [u64],
+        start: usize,
+        bits: &[bool],
+        old: Stack,
+        delta: u64,
+        check: bool,
+    ) -> Result<(), Throw> {
+        let mut s = State::new(crate::stack::Config::new(profile))?;
+        let p = s.ptr();
+        let base = s.config.arena_base;
+        for (i, &w) in words.iter().enumerate() {
+            s.write_mem(base + i as u64 * p, w);
+        }
+        let n = bits.len().min(words.len().saturating_sub(start));
+        let scanp = base + start.min(words.len()) as u64 * p;
+        s.adjustpointers(scanp, &bits[..n], old, delta, check)?;
+        for (i, w) in words.iter_mut().enumerate() {
+            *w = s.read_word(base + i as u64 * p);
+        }
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -2032,5 +2069,51 @@ mod tests {
         );
         assert_eq!(s.adjustpointers(0x5000, &[true], old, 0x100, false), Ok(()));
         assert_eq!(s.adjustpointers(0x5000, &[false], old, 0x100, true), Ok(()));
+    }
+
+    /// The scratch-memory wrapper adjusts exactly the marked words in the
+    /// old range, ignores bits past the words, and leaves the words alone
+    /// when it throws.
+    #[test]
+    fn adjust_pointer_words_runs_the_loop_on_its_words() {
+        let old = Stack {
+            lo: 0x1000,
+            hi: 0x2000,
+        };
+        let amd64 = Profile::parse("linux", "amd64", false, "1.23").unwrap();
+        let mut w = vec![0x1000, 0x1ff8, 0x2000, 0x1800, 0];
+        State::adjust_pointer_words(
+            amd64,
+            &mut w,
+            1,
+            &[true, true, false, true, true, true],
+            old,
+            0x10_0000,
+            true,
+        )
+        .unwrap();
+        assert_eq!(w, vec![0x1000, 0x10_1ff8, 0x2000, 0x1800, 0]);
+        let mut j = vec![0x1000, 7];
+        assert_eq!(
+            State::adjust_pointer_words(amd64, &mut j, 0, &[true, true], old, 8, true),
+            Err(Throw::Go(GoThrow::InvalidPointerOnStack))
+        );
+        assert_eq!(j, vec![0x1000, 7]);
+        State::adjust_pointer_words(amd64, &mut j, 0, &[true, true], old, 8, false).unwrap();
+        assert_eq!(j, vec![0x1008, 7]);
+        // 4-byte words wrap at 32 bits.
+        let i386 = Profile::parse("linux", "386", false, "1.23").unwrap();
+        let mut v = vec![0x1_0000_1000, 0x1004];
+        State::adjust_pointer_words(
+            i386,
+            &mut v,
+            0,
+            &[true, true],
+            old,
+            0u64.wrapping_sub(0x2000),
+            true,
+        )
+        .unwrap();
+        assert_eq!(v, vec![0xffff_f000, 0xffff_f004]);
     }
 }

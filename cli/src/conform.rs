@@ -1,0 +1,319 @@
+//! `gostack conform`: random differential runs of the implementation
+//! against the spec on every core, with a coverage table, minimized
+//! reproducers, and replay.
+//!
+//! Case `i` of a run is generated from seed `S + i` alone
+//! ([`gostack_models::gen::case`]), so a run is reproducible from its seed
+//! whatever the number of threads. A divergence is shrunk by delta
+//! debugging ([`gostack_models::minimize`]) and written as a JSON case
+//! (`{"profile": ..., "ops": [...]}`) that `--replay` runs step by step.
+
+use gostack::Runtime;
+use gostack_models::driver::{self, Coverage};
+use gostack_models::harness::{self, Case, Divergence, Mismatch};
+use gostack_models::{gen, minimize};
+use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// The implementation the runs check.
+type Impl = Runtime;
+
+/// Arguments of `gostack conform`.
+#[derive(clap::Args, Clone, Debug)]
+pub struct ConformArgs {
+    /// Run for this many seconds (default 10 when --cases is not given).
+    #[arg(long)]
+    seconds: Option<f64>,
+    /// Run this many cases (and stop then, or at --seconds).
+    #[arg(long)]
+    cases: Option<u64>,
+    /// Seed of the first case (default: from the clock; printed).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Profiles as goos/goarch/release (default: the six of the
+    /// differential test). Repeat or separate with commas.
+    #[arg(long, value_delimiter = ',', num_args = 1..)]
+    profile: Vec<String>,
+    /// Ops per case at most.
+    #[arg(long, default_value_t = 300)]
+    max_ops: usize,
+    /// Threads (default: one per core).
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Run a reproducer (a JSON case) step by step, printing each result.
+    #[arg(long)]
+    replay: Option<PathBuf>,
+    /// Where a divergence's reproducer is written.
+    #[arg(long, default_value = "conform-out")]
+    out: PathBuf,
+    /// Go on after a divergence, collecting one case per distinct kind of
+    /// divergence (the op and the result or state field that differs);
+    /// each is minimized and written at the end.
+    #[arg(long)]
+    keep_going: bool,
+}
+
+/// Runs the subcommand: 0 when nothing diverged, 1 on a divergence, 2 on
+/// bad input.
+pub fn run(args: &ConformArgs) -> ExitCode {
+    match &args.replay {
+        Some(file) => replay(file),
+        None => random(args),
+    }
+}
+
+fn bad(msg: String) -> ExitCode {
+    eprintln!("gostack: {msg}");
+    ExitCode::from(2)
+}
+
+fn panic_message(p: &(dyn std::any::Any + Send)) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "a panic".into())
+}
+
+/// One case, a panic of either side counted as a divergence.
+fn run_one(case: &Case) -> Result<driver::Ran, Box<Divergence>> {
+    match catch_unwind(AssertUnwindSafe(|| driver::run_case::<Impl>(case, false))) {
+        Ok(Ok(ran)) => Ok(ran),
+        Ok(Err(Ok(d))) => Err(d),
+        Ok(Err(Err(msg))) => Err(Box::new(Divergence {
+            case: case.clone(),
+            mismatch: Mismatch::Invariant {
+                call: "(setup)".into(),
+                violation: msg,
+            },
+        })),
+        Err(p) => Err(Box::new(Divergence {
+            case: case.clone(),
+            mismatch: Mismatch::Panic {
+                message: panic_message(&*p),
+            },
+        })),
+    }
+}
+
+fn random(args: &ConformArgs) -> ExitCode {
+    for p in &args.profile {
+        if let Err(e) = harness::config(p) {
+            return bad(e);
+        }
+        if let Err(e) = harness::Harness::<Impl>::new(p) {
+            return bad(e);
+        }
+    }
+    if args.max_ops == 0 {
+        return bad("--max-ops must be at least 1".into());
+    }
+    let seconds = match (args.seconds, args.cases) {
+        (Some(s), _) if !(s.is_finite() && s > 0.0) => {
+            return bad(format!("--seconds {s}: a positive number of seconds"))
+        }
+        (Some(s), _) => Some(Duration::from_secs_f64(s)),
+        (None, Some(_)) => None,
+        (None, None) => Some(Duration::from_secs(10)),
+    };
+    let seed = args.seed.unwrap_or_else(|| {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_nanos() as u64)
+            .unwrap_or(0)
+    });
+    let threads = args
+        .threads
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1);
+    eprintln!(
+        "gostack conform: seed {seed}, {threads} threads, profiles {}",
+        if args.profile.is_empty() {
+            harness::PROFILES.join(" ")
+        } else {
+            args.profile.join(" ")
+        }
+    );
+
+    let next = AtomicU64::new(0);
+    let done_cases = AtomicU64::new(0);
+    let done_ops = AtomicU64::new(0);
+    let done_calls = AtomicU64::new(0);
+    let stop = AtomicBool::new(false);
+    let found: Mutex<Vec<Divergence>> = Mutex::new(Vec::new());
+    let coverage = Mutex::new(Coverage::default());
+    let start = Instant::now();
+    let quiet_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|_| {}));
+    std::thread::scope(|s| {
+        for _ in 0..threads {
+            s.spawn(|| {
+                gostack_spec::coverage::take();
+                let mut cov = Coverage::default();
+                while !stop.load(Ordering::Relaxed) {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    if args.cases.is_some_and(|n| i >= n) {
+                        break;
+                    }
+                    let case = gen::case(seed.wrapping_add(i), &args.profile, args.max_ops);
+                    match run_one(&case) {
+                        Ok(ran) => {
+                            done_ops.fetch_add(ran.ops, Ordering::Relaxed);
+                            done_calls.fetch_add(ran.calls, Ordering::Relaxed);
+                            done_cases.fetch_add(1, Ordering::Relaxed);
+                        }
+                        Err(d) => {
+                            done_ops.fetch_add(d.case.ops.len() as u64, Ordering::Relaxed);
+                            done_cases.fetch_add(1, Ordering::Relaxed);
+                            let mut f = found.lock().unwrap_or_else(|e| e.into_inner());
+                            if !f.iter().any(|x| x.key() == d.key()) {
+                                f.push(*d);
+                            }
+                            if !args.keep_going {
+                                stop.store(true, Ordering::Relaxed);
+                            }
+                        }
+                    }
+                    cov.take_thread();
+                }
+                cov.take_thread();
+                coverage
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .merge(&cov);
+            });
+        }
+        // Progress, until the workers stop.
+        let mut last = Instant::now();
+        loop {
+            std::thread::sleep(Duration::from_millis(50));
+            let all_done = args
+                .cases
+                .is_some_and(|n| done_cases.load(Ordering::Relaxed) >= n);
+            if seconds.is_some_and(|d| start.elapsed() >= d) || all_done {
+                stop.store(true, Ordering::Relaxed);
+            }
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            if last.elapsed() >= Duration::from_millis(500) {
+                last = Instant::now();
+                progress(&done_cases, &done_ops, &found, start);
+            }
+        }
+    });
+    progress(&done_cases, &done_ops, &found, start);
+    eprintln!();
+    let elapsed = start.elapsed().as_secs_f64();
+    let (cases, ops, calls) = (
+        done_cases.load(Ordering::Relaxed),
+        done_ops.load(Ordering::Relaxed),
+        done_calls.load(Ordering::Relaxed),
+    );
+    println!(
+        "{cases} cases, {ops} ops in {elapsed:.1} s: {:.1} cases/s, {:.0} ops/s ({:.0} ops/s per thread); {calls} API calls, {:.0} calls/s",
+        cases as f64 / elapsed,
+        ops as f64 / elapsed,
+        ops as f64 / elapsed / threads as f64,
+        calls as f64 / elapsed,
+    );
+    print!(
+        "{}",
+        coverage.lock().unwrap_or_else(|e| e.into_inner()).table()
+    );
+    let found = std::mem::take(&mut *found.lock().unwrap_or_else(|e| e.into_inner()));
+    let mut result = ExitCode::SUCCESS;
+    for (i, d) in found.iter().enumerate() {
+        let name = if i == 0 {
+            format!("divergence-{seed}.json")
+        } else {
+            format!("divergence-{seed}-{i}.json")
+        };
+        result = report(d, &args.out, &name);
+    }
+    std::panic::set_hook(quiet_hook);
+    result
+}
+
+fn progress(cases: &AtomicU64, ops: &AtomicU64, found: &Mutex<Vec<Divergence>>, start: Instant) {
+    let (c, o) = (cases.load(Ordering::Relaxed), ops.load(Ordering::Relaxed));
+    let div = found.lock().map(|f| f.len()).unwrap_or(0);
+    eprint!(
+        "\rconform: {c} cases, {o} ops, {:.0} ops/s, {div} divergences   ",
+        o as f64 / start.elapsed().as_secs_f64().max(1e-9)
+    );
+}
+
+/// Minimizes a divergence, writes its reproducer, prints it; exit 1.
+fn report(d: &Divergence, out: &std::path::Path, name: &str) -> ExitCode {
+    eprintln!(
+        "gostack conform: divergence in a case of {} ops; minimizing",
+        d.case.ops.len()
+    );
+    let (case, min) = match &d.mismatch {
+        // A panic cannot be located by step; keep the case as it is.
+        Mismatch::Panic { .. } => (d.case.clone(), Box::new(d.clone())),
+        _ => minimize::<Impl>(d, 4000),
+    };
+    let path = out.join(name);
+    let written = std::fs::create_dir_all(out)
+        .and_then(|_| {
+            serde_json::to_string_pretty(&case)
+                .map_err(std::io::Error::other)
+                .and_then(|j| std::fs::write(&path, j + "\n"))
+        })
+        .map(|_| path.display().to_string());
+    println!("{min}");
+    match written {
+        Ok(p) => println!(
+            "minimized reproducer ({} ops): {p}\nreplay: gostack conform --replay {p}",
+            case.ops.len()
+        ),
+        Err(e) => eprintln!(
+            "gostack: cannot write the reproducer to {}: {e}",
+            out.display()
+        ),
+    }
+    ExitCode::from(1)
+}
+
+fn replay(file: &std::path::Path) -> ExitCode {
+    let text = match std::fs::read_to_string(file) {
+        Ok(t) => t,
+        Err(e) => return bad(format!("cannot read {}: {e}", file.display())),
+    };
+    let case: Case = match serde_json::from_str(&text) {
+        Ok(c) => c,
+        Err(e) => {
+            return bad(format!(
+                "{}: not a reproducer ({e}); expected {{\"profile\": \"linux/amd64/1.23\", \"ops\": [...]}}",
+                file.display()
+            ))
+        }
+    };
+    println!("profile {}, {} ops", case.profile, case.ops.len());
+    let r = catch_unwind(AssertUnwindSafe(|| {
+        driver::replay::<Impl>(&case, |i, op, r| println!("step {i}: {op:?} -> {r:?}"))
+    }));
+    match r {
+        Ok(Ok(ran)) => {
+            println!(
+                "no divergence: {} ops, {} failed alike on both sides",
+                ran.ops, ran.failed
+            );
+            ExitCode::SUCCESS
+        }
+        Ok(Err(Ok(d))) => {
+            println!("{d}");
+            ExitCode::from(1)
+        }
+        Ok(Err(Err(msg))) => bad(msg),
+        Err(p) => {
+            println!("panic: {}", panic_message(&*p));
+            ExitCode::from(1)
+        }
+    }
+}
