@@ -47,6 +47,45 @@
 //! let stk = rt.stackalloc(Ctx::on(p), 8192).unwrap();
 //! assert_eq!(rt.snapshot().in_use, vec![(stk.lo - rt.base(), 8192)]);
 //! ```
+//!
+//! Goroutines: a recursion deep enough to outgrow the first stack is
+//! copied to larger stacks (its in-stack pointers adjusted), and a GC scan
+//! after it returns shrinks the stack again; the spec agrees on every step.
+//!
+//! ```
+//! use gostack::Runtime;
+//! use gostack_spec::goroutine::Func;
+//! use gostack_spec::{Config, Ctx, Profile, State};
+//!
+//! let mut config = Config::new(Profile::parse("linux", "amd64", false, "1.23").unwrap());
+//! config.arena_bytes = 4 << 20;
+//! let mut rt = Runtime::new(config.clone()).unwrap();
+//! let mut spec = State::new(config).unwrap();
+//! let p = rt.create_p();
+//! assert_eq!(spec.create_p(), p);
+//! let f = rt.add_func(Func::new("f", 256)).unwrap();
+//! assert_eq!(spec.add_func(Func::new("f", 256)).unwrap(), f);
+//!
+//! let g = rt.spawn(Ctx::on(p), f).unwrap();
+//! assert_eq!(spec.spawn(Ctx::on(p), f).unwrap(), g);
+//! for _ in 0..40 {
+//!     // 40 frames of 256 bytes outgrow the 2 KiB starting stack.
+//!     rt.call(Ctx::on(p), g, 0, f).unwrap();
+//!     spec.call(Ctx::on(p), g, 0, f).unwrap();
+//! }
+//! assert!(rt.world().gstats.growths >= 2);
+//! for _ in 0..40 {
+//!     rt.ret(Ctx::on(p), g).unwrap();
+//!     spec.ret(Ctx::on(p), g).unwrap();
+//! }
+//! rt.gc_start().unwrap();
+//! spec.gc_start().unwrap();
+//! rt.gc_scan(p, g).unwrap();
+//! spec.gc_scan(p, g).unwrap();
+//! assert_eq!(rt.world().gstats.shrinks, 1);
+//! assert_eq!(rt.snapshot(), spec.snapshot());
+//! assert_eq!(rt.world(), spec.world());
+//! ```
 #![deny(unsafe_op_in_unsafe_fn)]
 #![warn(missing_docs)]
 

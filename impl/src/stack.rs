@@ -248,6 +248,22 @@ static NEXT_INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU6
 /// Touching a protected stack raises `SIGSEGV` (that is the mode's
 /// purpose); under Miri, which has no `mprotect`, `fault_on_free` is
 /// refused.
+///
+/// ```
+/// use gostack::stack::{DebugOptions, Stacks};
+/// use gostack_spec::{Config, Profile};
+///
+/// let mut config = Config::new(Profile::parse("linux", "amd64", false, "1.23").unwrap());
+/// config.arena_bytes = 4 << 20;
+/// let debug = DebugOptions { from_system: true, fault_on_free: false };
+/// let stacks = Stacks::with_debug(&config, debug).unwrap();
+/// let mut p = stacks.new_p();
+/// // A 2 KiB request gets its own mapping, rounded up to the OS page.
+/// let stk = stacks.stackalloc(Some(&mut p), false, 2048).unwrap();
+/// assert_eq!(stk.hi - stk.lo, 4096);
+/// stacks.stackfree(Some(&mut p), false, stk).unwrap();
+/// assert!(stacks.stackfree(Some(&mut p), false, stk).is_err());
+/// ```
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct DebugOptions {
     /// Go: `stackFromSystem`.
