@@ -163,6 +163,9 @@ run_test() {
 }
 
 declare -A caught_by ops_of secs_of base_fail
+# How many entries base_fail has (bash's set -u refuses ${#a[@]} on an
+# empty associative array).
+base_count=0
 survivors=0
 
 echo "==> the unmutated tree (scratch copy in $scratch, target $target)"
@@ -180,6 +183,7 @@ for t in "${TESTS[@]}"; do
         while read -r test o; do
             echo "    WARNING: $t::$test fails without a mutant ($o ops); it is not counted"
             base_fail[$t::$test]=1
+            base_count=$((base_count + 1))
         done <<<"$out"
     fi
 done
@@ -285,6 +289,7 @@ for n in "${want[@]}"; do
             [[ $status == 0 ]] || {
                 echo "    WARNING: $model fails without a mutant (status $status); it is not counted"
                 base_fail[$model]=1
+                base_count=$((base_count + 1))
             }
             set_mutant "$n"
         fi
@@ -328,7 +333,7 @@ if [[ $survivors -gt 0 ]]; then
     echo "$survivors mutant(s) survived or did not build"
     fail=1
 fi
-if [[ ${#base_fail[@]} -gt 0 ]]; then
+if [[ $base_count -gt 0 ]]; then
     echo "the unmutated tree fails ${!base_fail[*]}: not counted as a catch for any mutant"
     fail=1
 fi
