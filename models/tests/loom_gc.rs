@@ -25,10 +25,12 @@
 //! the bound (default 3). Without `cfg(loom)` this file is empty.
 #![cfg(loom)]
 
+mod common;
+
 use gostack::Stacks;
 use gostack_spec::{Config, GcPhase, Profile};
 use loom::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::Ordering;
 
 fn config() -> Config {
     let mut c = Config::new(Profile::parse("linux", "amd64", false, "1.23").unwrap());
@@ -90,22 +92,5 @@ fn model() {
 
 #[test]
 fn frees_during_gc_against_free_stack_spans() {
-    let bound = std::env::var("LOOM_MAX_PREEMPTIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(bound);
-    let runs = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = runs.clone();
-    let start = std::time::Instant::now();
-    builder.check(move || {
-        counter.fetch_add(1, Ordering::Relaxed);
-        model();
-    });
-    println!(
-        "loom_gc: {} interleavings explored, preemption bound {bound}, {:.1} s",
-        runs.load(Ordering::Relaxed),
-        start.elapsed().as_secs_f64()
-    );
+    common::explore("loom_gc", model);
 }

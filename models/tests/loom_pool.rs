@@ -24,10 +24,11 @@
 //! sets the bound (default 3). Without `cfg(loom)` this file is empty.
 #![cfg(loom)]
 
+mod common;
+
 use gostack::Stacks;
 use gostack_spec::{check_invariants, Config, Ctx, Profile, Stack, State, Throw};
 use loom::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// 16 KiB stacks: order 3 on linux/amd64. A pool span holds two, a refill
 /// takes one, a cache holding two releases one before taking a third: the
@@ -244,22 +245,5 @@ fn model() {
 
 #[test]
 fn caches_against_the_pool() {
-    let bound = std::env::var("LOOM_MAX_PREEMPTIONS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(3);
-    let mut builder = loom::model::Builder::new();
-    builder.preemption_bound = Some(bound);
-    let runs = std::sync::Arc::new(AtomicUsize::new(0));
-    let counter = runs.clone();
-    let start = std::time::Instant::now();
-    builder.check(move || {
-        counter.fetch_add(1, Ordering::Relaxed);
-        model();
-    });
-    println!(
-        "loom_pool: {} interleavings explored, preemption bound {bound}, {:.1} s",
-        runs.load(Ordering::Relaxed),
-        start.elapsed().as_secs_f64()
-    );
+    common::explore("loom_pool", model);
 }
