@@ -7,6 +7,7 @@
 mod bench;
 mod conform;
 mod nosplit;
+mod shapes;
 
 use clap::{Parser, Subcommand};
 use gostack_spec::guard::{self, Calls, SplitForm};
