@@ -2,17 +2,21 @@
 # The loom models of the impl's concurrent protocols (DESIGN.md section 6),
 # each run exhaustively (release build, preemption bound LOOM_MAX_PREEMPTIONS,
 # default 3), then once per re-injected bug it must catch
-# (cfg(gostack_mutant = "...") in impl/src/stack.rs): a mutant run must FAIL
+# (cfg(gostack_mutant = "...")): a mutant run must FAIL
 # its model, or this script fails. Prints, per run, the interleavings
 # explored and the time.
 #
 # Usage: ci/loom.sh [MODEL...]   (default: every model below)
 #
 # One line per model: the test file (models/tests/NAME.rs) and the mutants
-# it must catch. Models 3-5 (goroutines) go here when they exist.
+# it must catch (allocator mutants in impl/src/stack.rs, goroutine-protocol
+# mutants in impl/src/conc.rs).
 MODELS=(
-    "loom_pool refill_unlocked_read cache_release_quarter"
-    "loom_gc   pool_span_freed_during_gc large_free_during_gc_to_heap"
+    "loom_pool  refill_unlocked_read cache_release_quarter"
+    "loom_gc    pool_span_freed_during_gc large_free_during_gc_to_heap"
+    "loom_chan  sudogs_adjusted_unlocked"
+    "loom_park  shrink_while_parking"
+    "loom_grow  scan_during_copystack"
 )
 set -euo pipefail
 cd "$(dirname "$0")/.."

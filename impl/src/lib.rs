@@ -90,6 +90,7 @@
 #![warn(missing_docs)]
 
 mod adjust;
+pub mod conc;
 mod goroutine;
 pub mod heap;
 pub mod os;
@@ -100,5 +101,6 @@ mod sync;
 pub mod sysalloc;
 
 pub use adjust::{adjust_words, WordAdjust};
+pub use conc::Sched;
 pub use runtime::Runtime;
 pub use stack::{Stacks, P};

@@ -13,12 +13,16 @@
 //!   reports a divergence with its reproducer and the first differing
 //!   snapshot field;
 //! - [`driver`]: running cases, minimizing divergences, coverage tables;
+//! - [`conc`]: the spec's judgement of runs of the impl's concurrent
+//!   goroutine layer (`gostack::Sched`): replay of its copies, adjusted
+//!   frames;
 //! - [`emu`]: an emulator for the split-check instruction listings of
 //!   `gostack_spec::guard`, the independent side of the split-check
 //!   property tests and fuzz target.
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod conc;
 pub mod driver;
 pub mod emu;
 pub mod gen;
