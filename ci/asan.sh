@@ -2,7 +2,8 @@
 # The impl's tests under AddressSanitizer (nightly, std rebuilt with ASan):
 # the unit tests of `gostack`, its integration tests (impl/tests/*.rs,
 # including the debug modes' child processes, which run under ASan too),
-# and the allocator's differential test against the spec.
+# the differential tests against the spec, and the concurrent goroutine
+# layer on real threads (models/tests/conc_threads.rs).
 #
 # Doctests are not run: rustdoc cannot build them with -Zbuild-std for an
 # explicit --target without the unstable -Zdoctest-xcompile, and the one
@@ -27,6 +28,6 @@ cargo +nightly test -Zbuild-std --target "$target" -p gostack --lib --tests "$@"
 # machine at a quarter of its default case count (ASan makes it about ten
 # times slower; PROPTEST_CASES overrides).
 PROPTEST_CASES="${PROPTEST_CASES:-64}" cargo +nightly test -Zbuild-std --target "$target" \
-    -p gostack-models --test diff_goroutine --test differential "$@"
-diff_test="diff_goroutine and differential"
+    -p gostack-models --test diff_goroutine --test differential --test conc_threads "$@"
+diff_test="diff_goroutine, differential and conc_threads"
 echo "asan: impl tests and $diff_test passed under AddressSanitizer in $(( $(date +%s) - start )) s"
