@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Teeth for the differential harness (DESIGN.md section 6): builds the
 # implementation once per re-injected bug (`cfg(gostack_mutant = "NAME")` in
-# impl/src/stack.rs and impl/src/goroutine.rs) and checks that something
-# catches it, trying in order:
+# impl/src/stack.rs, goroutine.rs, adjust.rs and conc.rs) and
+# checks that something catches it, trying in order:
 #   1. the differential tests: models/tests/differential.rs (proptest over
 #      random op sequences) and models/tests/diff_goroutine.rs (scripted
 #      goroutine scenarios and a seeded mix);
@@ -39,6 +39,9 @@
 # test binaries (and gostack-cli when conform runs). Knobs:
 # MUTANTS_CONFORM_SECONDS (60), MUTANTS_SHRINK_MS (proptest's shrink time
 # limit, 30000), LOOM_MAX_PREEMPTIONS (3).
+#
+# fuzz: the fuzz targets' teeth (each target must crash on one of these
+# mutants, or on a spec patch, within 5 minutes) are in ci/fuzz-mutants.sh.
 set -euo pipefail
 
 # name | file | what it re-injects
@@ -54,12 +57,18 @@ MUTANTS=(
     "shrink_quarter_vs_half|goroutine.rs|shrinkstack's used < avail/4 test done against avail/2"
     "objects_below_sp_adjusted|goroutine.rs|adjustframe adjusts stack objects lying below the frame's SP"
     "junk_pointer_accepted|goroutine.rs|adjustpointers accepts 0 < p < minLegalPointer"
+    "adjust_partial_word_skipped|adjust.rs|adjustpointers' packed-bitmap walk skips the last, partial u64 of a map (floor division)"
+    "sudogs_adjusted_unlocked|conc.rs|golang/go#12967, #13169: Sched's copystack adjusts sudogs and copies without the channel locks"
+    "scan_during_copystack|conc.rs|suspendG takes a goroutine in _Gcopystack (Sched)"
 )
 # The loom model that must catch a mutant (as in ci/loom.sh).
 loom_model() {
     case $1 in
         refill_unlocked_read | cache_release_quarter) echo loom_pool ;;
         pool_span_freed_during_gc | large_free_during_gc_to_heap) echo loom_gc ;;
+        sudogs_adjusted_unlocked) echo loom_chan ;;
+        shrink_while_parking) echo loom_park ;;
+        scan_during_copystack) echo loom_grow ;;
         *) echo "" ;;
     esac
 }

@@ -114,7 +114,8 @@ enum Action {
     GcEnd,
     /// Write a value into a slot of frame f.
     Write(u8, SlotIn, Val, bool),
-    /// Park the goroutine on channels, receive slots at these used words.
+    /// Park the goroutine on channels (the i-th channel, the k-th receive
+    /// slot its frames' locals have room for).
     Park(Vec<(u8, u16)>),
     /// A send on the i-th channel.
     Send(u8, Val),
@@ -253,6 +254,32 @@ impl Pair {
             Val::Raw(r) => r,
         };
         v & self.mask()
+    }
+
+    /// The k-th place a receive slot of `words` words fits in the locals
+    /// of goroutine g's frames, where the compiler puts one (the models
+    /// harness's `recv_slot` picks the same way); None when there is none.
+    /// A slot over a return address or a saved frame pointer would let a
+    /// send rewrite the frames themselves, which only `poke` may do (it
+    /// marks the goroutine corrupted, a send does not).
+    fn recv_slot(&self, g: u32, k: u16, words: u64) -> Option<u64> {
+        let p = self.p();
+        let lr = if self.s.config.profile.goarch.has_lr() {
+            p
+        } else {
+            0
+        };
+        let frames = self.s.frames(g).ok()?;
+        let mut cands = Vec::new();
+        for fr in frames.iter().filter(|fr| fr.site.is_some()) {
+            let room = fr.varp.saturating_sub(fr.sp).saturating_sub(lr) / p;
+            let mut i = 0;
+            while i + words.max(1) <= room && cands.len() < 256 {
+                cands.push(fr.varp - (room - i) * p);
+                i += 1;
+            }
+        }
+        (!cands.is_empty()).then(|| cands[usize::from(k) % cands.len()])
     }
 
     fn nframes(&self, g: u32) -> usize {
@@ -521,8 +548,11 @@ fuzz_target!(|inp: Input| {
                 let mut cs: Vec<(u32, u64)> = Vec::new();
                 for &(ch, w) in cases.iter().take(4) {
                     let ch = (u64::from(ch) % nc) as u32;
+                    let words = pr.s.gor.chans[&ch].elemsize / p;
                     if cs.iter().all(|x| x.0 != ch) {
-                        cs.push((ch, pr.used_word(g, w.into())));
+                        if let Some(slot) = pr.recv_slot(g, w, words) {
+                            cs.push((ch, slot));
+                        }
                     }
                 }
                 let _ = both!(pr, format!("park(g{g}, {cs:x?})"), |m| m.park(g, &cs));

@@ -289,7 +289,7 @@ impl Sched {
     /// A new unbuffered channel of `elem_words`-word values (1 to 8).
     pub fn make_chan(&mut self, elem_words: usize) -> Result<u32, Throw> {
         if !(1..=8).contains(&elem_words) {
-            return Err(Misuse::BadElemSize(elem_words as u64 * 8).into());
+            return Err(Misuse::BadElemSize((elem_words as u64).saturating_mul(8)).into());
         }
         self.chans.push(ChanCell {
             elem_words,
@@ -373,7 +373,7 @@ impl Sched {
             return Err(Misuse::GNotRunnable(gid).into());
         }
         if i >= g.words {
-            return Err(Misuse::NotInUsedStack(gid, i as u64 * 8).into());
+            return Err(Misuse::NotInUsedStack(gid, (i as u64).saturating_mul(8)).into());
         }
         self.words(g.sp.load(SeqCst) + i as u64 * 8, 1).st(0, v);
         Ok(())
@@ -397,8 +397,11 @@ impl Sched {
         order.sort_unstable();
         for &(c, slot) in &order {
             let ch = self.chan(c)?;
-            if slot + ch.elem_words > g.words {
-                return Err(Misuse::NotInUsedStack(gid, slot as u64 * 8).into());
+            if slot
+                .checked_add(ch.elem_words)
+                .is_none_or(|end| end > g.words)
+            {
+                return Err(Misuse::NotInUsedStack(gid, (slot as u64).saturating_mul(8)).into());
             }
         }
         if g.status.load(SeqCst) != RUNNING {
@@ -682,6 +685,7 @@ mod tests {
         assert!(s.spawn(2048, &[0; 2], &[true; 3]).is_err());
         assert!(s.make_chan(0).is_err());
         assert!(s.make_chan(9).is_err());
+        assert!(s.make_chan(usize::MAX).is_err());
         assert_eq!(s.status(7), Err(Misuse::NoSuchG(7).into()));
         assert!(s.park_on_chans(g, &[]).is_err());
         assert!(s.park_on_chans(g, &[(c0, 0); 5]).is_err());
@@ -690,7 +694,9 @@ mod tests {
             Err(Misuse::NoSuchChan(9).into())
         );
         assert!(s.park_on_chans(g, &[(c0, 4)]).is_err());
+        assert!(s.park_on_chans(g, &[(c0, usize::MAX)]).is_err());
         assert!(s.set_frame_word(g, 4, 0).is_err());
+        assert!(s.set_frame_word(g, usize::MAX, 0).is_err());
         assert_eq!(s.send(c0, &[1, 2]), Err(Misuse::BadElemSize(16).into()));
         assert_eq!(
             s.send(c0, &[1]),
