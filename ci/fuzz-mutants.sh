@@ -115,26 +115,12 @@ done
 
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$root/target}/fuzz-mutants
 t0=$(date +%s)
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/gostack-fuzz-mutants.XXXXXX")
-trap 'rm -rf "$scratch"' EXIT
-tar -C "$root" --exclude=./target --exclude=./fuzz/target --exclude=./fuzz/artifacts \
-    --exclude=./fuzz/coverage --exclude=./.git --exclude=./conform-out -cf - . |
-    tar -C "$scratch" -xf -
-cd "$scratch"
-sed -i 's/^name = "gostack"$/name = "gostack"\nbuild = "mutant-cfg.rs"/' impl/Cargo.toml
-grep -q '^build = "mutant-cfg.rs"$' impl/Cargo.toml || {
-    echo "ci/fuzz-mutants.sh: cannot add the build script to impl/Cargo.toml" >&2
-    exit 2
-}
+# shellcheck source=ci/mutant-scratch.sh
+source "$root/ci/mutant-scratch.sh"
+mutant_scratch "$root" gostack-fuzz-mutants ./fuzz/target ./fuzz/artifacts ./fuzz/coverage ./conform-out
 
-# set_mutant NAME|none: the cfg the next build gives the gostack crate.
 set_mutant() {
-    if [[ $1 == none ]]; then
-        echo 'fn main() {}' >impl/mutant-cfg.rs
-    else
-        printf 'fn main() {\n    println!("cargo:rustc-cfg=gostack_mutant=\\"%s\\"");\n}\n' "$1" \
-            >impl/mutant-cfg.rs
-    fi
+    mutant_cfg "$1"
 }
 
 # patch FILE FIND REPL: replaces the one occurrence of FIND (status 1 if

@@ -27,6 +27,7 @@
 # included); "-" when the output names none (a loom model).
 #
 # Usage: ci/mutants.sh [--list] [NAME...]   (default: every mutant)
+#        ci/mutants.sh --fuzz [TARGET...]   (runs ci/fuzz-mutants.sh)
 #
 # How it stays fast: everything runs in a scratch copy of the working tree
 # (so proptest's failure persistence never writes into the checkout; the
@@ -78,6 +79,11 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 names=()
 for m in "${MUTANTS[@]}"; do names+=("${m%%|*}"); done
 
+if [[ ${1:-} == --fuzz ]]; then
+    # The fuzz targets' teeth: see ci/fuzz-mutants.sh.
+    shift
+    exec "$root/ci/fuzz-mutants.sh" "$@"
+fi
 if [[ ${1:-} == --list ]]; then
     for m in "${MUTANTS[@]}"; do
         IFS='|' read -r n f what <<<"$m"
@@ -113,26 +119,12 @@ export CARGO_TARGET_DIR=$target/test
 export CARGO_PROFILE_TEST_DEBUG=0
 t0=$(date +%s)
 
-scratch=$(mktemp -d "${TMPDIR:-/tmp}/gostack-mutants.XXXXXX")
-trap 'rm -rf "$scratch"' EXIT
-tar -C "$root" --exclude=./target --exclude=./fuzz --exclude=./.git \
-    --exclude=./conform-out -cf - . | tar -C "$scratch" -xf -
-cd "$scratch"
-# The scratch impl gets a build script that sets the mutant's cfg.
-sed -i 's/^name = "gostack"$/name = "gostack"\nbuild = "mutant-cfg.rs"/' impl/Cargo.toml
-grep -q '^build = "mutant-cfg.rs"$' impl/Cargo.toml || {
-    echo "ci/mutants.sh: cannot add the build script to impl/Cargo.toml" >&2
-    exit 2
-}
+# shellcheck source=ci/mutant-scratch.sh
+source "$root/ci/mutant-scratch.sh"
+mutant_scratch "$root" gostack-mutants ./fuzz ./conform-out
 
-# set_mutant NAME|none: the cfg the next build gives the gostack crate.
 set_mutant() {
-    if [[ $1 == none ]]; then
-        echo 'fn main() {}' >impl/mutant-cfg.rs
-    else
-        printf 'fn main() {\n    println!("cargo:rustc-cfg=gostack_mutant=\\"%s\\"");\n}\n' "$1" \
-            >impl/mutant-cfg.rs
-    fi
+    mutant_cfg "$1"
     # Each run is the proptest's fixed-seed cases alone: the persisted
     # regressions replay old failures of the implementation, which would
     # stop the test before any new case (they have their own tests).
