@@ -259,9 +259,9 @@ impl Pair {
     /// The k-th place a receive slot of `words` words fits in the locals
     /// of goroutine g's frames, where the compiler puts one (the models
     /// harness's `recv_slot` picks the same way); None when there is none.
-    /// A slot over a return address or a saved frame pointer would let a
-    /// send rewrite the frames themselves, which only `poke` may do (it
-    /// marks the goroutine corrupted, a send does not).
+    /// For `k >= 0xe000`, any word of the used stack instead: a slot over
+    /// a return address or a saved frame pointer, which `park` must refuse
+    /// (`NotALocal`) in both spec and impl.
     fn recv_slot(&self, g: u32, k: u16, words: u64) -> Option<u64> {
         let p = self.p();
         let lr = if self.s.config.profile.goarch.has_lr() {
@@ -269,6 +269,11 @@ impl Pair {
         } else {
             0
         };
+        if k >= 0xe000 {
+            let gg = self.s.gor.gs.get(&g)?;
+            let n = gg.stack.hi.checked_sub(gg.sp)? / p;
+            return (n > 0).then(|| gg.sp + u64::from(k - 0xe000) % n * p);
+        }
         let frames = self.s.frames(g).ok()?;
         let mut cands = Vec::new();
         for fr in frames.iter().filter(|fr| fr.site.is_some()) {

@@ -1791,6 +1791,11 @@ impl Runtime {
         if order.windows(2).any(|w| w[0].0 == w[1].0) {
             return Err(Misuse::BadSelect("a channel named twice").into());
         }
+        let mut recs = Vec::new();
+        let limit = (g.stack.hi - g.stack.lo) / self.ptr;
+        if self.walk_into(g, limit, &mut recs).is_err() {
+            recs.clear();
+        }
         for &(c, elem) in &order {
             let ch = self
                 .gor
@@ -1805,6 +1810,9 @@ impl Runtime {
                 || elem.checked_add(ch.elemsize).is_none_or(|e| e > hi)
             {
                 return Err(Misuse::NotInUsedStack(gid, elem).into());
+            }
+            if !self.in_one_frames_locals(&recs, elem, ch.elemsize) {
+                return Err(Misuse::NotALocal(gid, elem).into());
             }
         }
         let is_select = order.len() > 1;
@@ -1831,6 +1839,17 @@ impl Runtime {
         g.status = GStatus::Running;
         g.select_done = false;
         Ok(())
+    }
+
+    /// `State::in_one_frames_locals`: `[addr, addr + size)` inside
+    /// `[varp - locals_room, varp)` of one frame past its prologue.
+    fn in_one_frames_locals(&self, recs: &[Rec], addr: u64, size: u64) -> bool {
+        recs.iter().filter(|r| r.site != ENTRY).any(|r| {
+            let fi = &self.gor.funcs[r.func as usize];
+            let varp = r.sp.wrapping_add(fi.geo.1);
+            addr >= varp.wrapping_sub(fi.locals_room)
+                && addr.checked_add(size).is_some_and(|e| e <= varp)
+        })
     }
 
     fn require_parking_step(&self, gid: u32, want: GStatus, parking: bool) -> Result<(), Throw> {

@@ -113,7 +113,10 @@ pub fn val() -> impl Strategy<Value = Val> {
 }
 
 fn case_sel() -> impl Strategy<Value = CaseSel> {
-    (chan(), prop_oneof![15 => 0u16..64, 1 => 0xf000u16..=0xffff])
+    (
+        chan(),
+        prop_oneof![15 => 0u16..64, 1 => 0xe000u16..0xf000, 1 => 0xf000u16..=0xffff],
+    )
         .prop_map(|(c, word)| CaseSel { c, word })
 }
 

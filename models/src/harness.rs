@@ -1020,8 +1020,10 @@ impl<B: Machine> Harness<B> {
     }
 
     /// A receive slot for a channel of `words` words: a run of local words
-    /// of some frame (Go's receive slots are locals), chosen by `w`; the
-    /// word below SP for `w >= 0xf000` or when no frame has room.
+    /// of some frame (Go's receive slots are locals), chosen by `w`; a
+    /// frame's return-address word for `0xe000 <= w < 0xf000` (refused as
+    /// `NotALocal`); the word below SP for `w >= 0xf000` or when no frame
+    /// has room.
     fn recv_slot(&self, g: u32, w: u16, words: u64) -> u64 {
         let p = self.ptr();
         let below = self
@@ -1037,6 +1039,17 @@ impl<B: Machine> Harness<B> {
         let Ok(frames) = self.spec.frames(g) else {
             return below;
         };
+        if w >= 0xe000 {
+            let lr_arch = self.spec.config.profile.goarch.has_lr();
+            // A word of the used stack that is no local: a frame's return
+            // address (x86: below fp; arm64: saved at 0(SP)).
+            let links: Vec<u64> = frames
+                .iter()
+                .filter(|fr| fr.site.is_some())
+                .map(|fr| if lr_arch { fr.sp } else { fr.fp - p })
+                .collect();
+            return pick(&links, w.into()).unwrap_or(below);
+        }
         let mut cands = Vec::new();
         for fr in frames.iter().filter(|fr| fr.site.is_some()) {
             let room = self.locals_bytes(fr) / p;

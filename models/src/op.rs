@@ -106,9 +106,10 @@ pub enum Val {
 /// number (out of range).
 pub type FrameSel = u8;
 
-/// One case of a select: a channel and the receive slot, word `word` of
-/// the used stack counted from SP (`0xf000` and above: one word below SP,
-/// outside the used stack).
+/// One case of a select: a channel and the receive slot, chosen by `word`
+/// among the local words of the goroutine's frames (`0xe000..0xf000`: a
+/// return-address word, which is no local; `0xf000` and above: one word
+/// below SP, outside the used stack).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
 pub struct CaseSel {
     /// The channel.

@@ -105,6 +105,7 @@ fn misuse_name(m: &Misuse) -> &'static str {
         Misuse::GNotRunnable(_) => "misuse: goroutine not runnable",
         Misuse::NeedsP(_) => "misuse: needs a P",
         Misuse::NotInUsedStack(..) => "misuse: not in the used stack",
+        Misuse::NotALocal(..) => "misuse: receive slot not a local",
         Misuse::NoDefer(_) => "misuse: no defer",
         Misuse::NoSuchChan(_) => "misuse: no such channel",
         Misuse::BadElemSize(_) => "misuse: bad element size",

@@ -1608,7 +1608,8 @@ impl State {
 
     /// First parking step of a blocking receive (`chanrecv`) or a select
     /// (`selectgo`) on the channels of `cases`, each with the address of its
-    /// receive slot in the goroutine's used stack: the channels are locked
+    /// receive slot, inside the locals of one of the goroutine's frames
+    /// (else [`Misuse::NotALocal`]): the channels are locked
     /// in lock order (by id), one sudog per case is queued on its channel,
     /// and `gp.waiting` lists them in lock order. The goroutine is now
     /// running inside gopark.
@@ -1624,6 +1625,9 @@ impl State {
             if order.windows(2).any(|w| w[0].0 == w[1].0) {
                 return Err(Misuse::BadSelect("a channel named twice").into());
             }
+            // A goroutine whose frames no longer unwind (after `poke`) has
+            // no locals to receive into.
+            let frames = s.frames(gid).unwrap_or_default();
             for &(c, elem) in &order {
                 let ch = s
                     .gor
@@ -1639,6 +1643,9 @@ impl State {
                     || elem.checked_add(ch.elemsize).is_none_or(|e| e > g.stack.hi)
                 {
                     return Err(Misuse::NotInUsedStack(gid, elem).into());
+                }
+                if !s.in_one_frames_locals(&frames, elem, ch.elemsize) {
+                    return Err(Misuse::NotALocal(gid, elem).into());
                 }
             }
             let is_select = order.len() > 1;
@@ -1665,6 +1672,20 @@ impl State {
             g.status = GStatus::Running;
             g.select_done = false;
             Ok(())
+        })
+    }
+
+    /// Whether `[addr, addr + size)` lies inside the locals of one frame
+    /// of `frames`: `[varp - locals_room, varp)` of a frame past its
+    /// prologue. Go's compiler hands `chanrecv` and `selectgo` the address
+    /// of a variable, which is always such a slot (of the receiver's own
+    /// frame, or of a caller's when the variable was passed by pointer);
+    /// never a return address, a saved frame pointer (or arm64's saved LR
+    /// at `0(SP)`), nor words straddling two frames.
+    fn in_one_frames_locals(&self, frames: &[Frame], addr: u64, size: u64) -> bool {
+        frames.iter().filter(|fr| fr.site.is_some()).any(|fr| {
+            let room = self.locals_room(&self.gor.funcs[fr.func]);
+            addr >= fr.varp - room && addr.checked_add(size).is_some_and(|e| e <= fr.varp)
         })
     }
 

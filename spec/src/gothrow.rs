@@ -184,6 +184,10 @@ pub enum Misuse {
     NeedsP(&'static str),
     /// An address outside the goroutine's used stack.
     NotInUsedStack(u32, u64),
+    /// A receive slot that is not inside the locals of one of the
+    /// goroutine's frames (a return address, a saved frame pointer, or
+    /// words of two frames): Go's compiler never passes such an address.
+    NotALocal(u32, u64),
     /// defer_pop with no defer record.
     NoDefer(u32),
     /// No channel with this id.
@@ -247,6 +251,7 @@ impl fmt::Display for Misuse {
             Misuse::GNotRunnable(g) => write!(f, "gostack: goroutine {g} cannot do this in its present state"),
             Misuse::NeedsP(op) => write!(f, "gostack: {op} needs a P"),
             Misuse::NotInUsedStack(g, a) => write!(f, "gostack: {a:#x} is not a word of goroutine {g}'s used stack"),
+            Misuse::NotALocal(g, a) => write!(f, "gostack: {a:#x} is not inside the locals of one frame of goroutine {g}"),
             Misuse::NoDefer(g) => write!(f, "gostack: goroutine {g} has no defer record"),
             Misuse::NoSuchChan(c) => write!(f, "gostack: no channel {c}"),
             Misuse::BadElemSize(n) => write!(f, "gostack: element size {n} is not a multiple of the pointer size below 65536"),

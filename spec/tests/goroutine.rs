@@ -888,3 +888,66 @@ fn send_clears_the_sudog_elem() {
     t.ok();
     t.gc_end();
 }
+
+/// Go's compiler hands chanrecv/selectgo the address of a variable, a slot
+/// inside some frame's locals. A receive slot over a return address, a
+/// saved frame pointer (arm64: the LR saved at 0(SP)), or straddling two
+/// frames is refused with `NotALocal` and changes nothing; a slot in a
+/// caller's locals (a variable passed down by pointer) is accepted. Found
+/// by the copy_adjust fuzz target: a send into such a slot rewrote the
+/// frames themselves.
+#[test]
+fn receive_slot_must_be_a_local() {
+    for arch in ["amd64", "386", "arm64"] {
+        let mut t = T::new(arch);
+        let p = t.s.consts.ptr_size;
+        let bottom = t.func(ptr_func(&t, "bottom", 4));
+        let mid = t.func(ptr_func(&t, "mid", 4));
+        let g = t.spawn(bottom);
+        t.call(g, 0, mid);
+        t.call(g, 0, mid);
+        let c = t.s.make_chan(p).unwrap();
+        let c2 = t.s.make_chan(2 * p).unwrap();
+        let frames = t.s.frames(g).unwrap();
+        let inner = &frames[0];
+        let ret_addr = if arch == "arm64" {
+            inner.sp
+        } else {
+            inner.fp - p
+        };
+        let mut refused = vec![ret_addr];
+        if arch != "386" {
+            // The frame pointer word: amd64 saves BP at varp; arm64 keeps
+            // the caller's FP at varp (one word below the caller's SP).
+            refused.push(inner.varp);
+        }
+        let before = t.s.clone();
+        for a in refused {
+            assert_eq!(
+                t.s.park(g, &[(c, a)]),
+                Err(Throw::Misuse(Misuse::NotALocal(g, a))),
+                "{arch}: {a:#x}"
+            );
+            assert_eq!(t.s, before, "{arch}: a refused park changes nothing");
+        }
+        // Two words: the last local of the inner frame and the word above.
+        let last = t.addr(g, 0, Slot::Local(3));
+        assert_eq!(
+            t.s.park(g, &[(c2, last)]),
+            Err(Throw::Misuse(Misuse::NotALocal(g, last))),
+            "{arch}: a slot straddling the end of the locals"
+        );
+        // A select with one good and one bad case is refused whole.
+        let good = t.addr(g, 0, Slot::Local(0));
+        assert!(t.s.park(g, &[(c, good), (c2, ret_addr)]).is_err());
+        assert_eq!(t.s, before);
+        // A caller's local is a fine receive slot.
+        let callers = t.addr(g, 2, Slot::Local(1));
+        t.s.park(g, &[(c2, callers)]).unwrap();
+        t.ok();
+        t.s.send(c2, &[0x1000_0000, 0x2000_0000]).unwrap();
+        t.s.wake(g).unwrap();
+        t.ok();
+        assert_eq!(t.s.read_word(callers + p), 0x2000_0000);
+    }
+}
