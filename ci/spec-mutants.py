@@ -41,6 +41,9 @@ MUTANTS = [
      "if used >= avail / 4 {", "if used >= avail / 2 {"),
     ("adjustframe adjusts stack objects below SP", "spec/src/goroutine.rs",
      "if base < fr.sp {", "if base < fr.sp && false {"),
+    ("park accepts a receive slot over a return address (copy_adjust fuzz finding)", "spec/src/goroutine.rs",
+     "if !s.in_one_frames_locals(&frames, elem, ch.elemsize) {",
+     "if !s.in_one_frames_locals(&frames, elem, ch.elemsize) && false {"),
 ]
 
 TESTS = ["stackalloc", "gc_marker", "stackalloc_props", "goroutine", "goroutine_props"]
