@@ -29,7 +29,8 @@
 //!
 //! The shapes follow where the goroutine's innermost frame is from the
 //! frame sizes and the prologue check, because the API's `slot_addr`
-//! unwinds every frame (quadratic at a depth of a million); after a growth
+//! unwinds every frame of a goroutine written with `poke` (quadratic at a
+//! depth of a million); after a growth
 //! they read the new place once with `slot_addr` and leave that time out of
 //! the figures (it is reported as `harness_resync_ns_per_op_left_out`).
 //! The stores a Go function body makes to its frame (`*n--`, `s := ...`,

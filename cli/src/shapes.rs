@@ -155,8 +155,9 @@ pub(crate) fn func(
 
 /// Where the running goroutine's stack and innermost frame are, followed
 /// from the frame sizes and the prologue check (`guard::needs_morestack`)
-/// rather than asked: the API's `slot_addr` unwinds every frame, which at a
-/// depth of a million would make each operation quadratic. After a call
+/// rather than asked: `slot_addr` unwinds every frame of a goroutine
+/// written with `poke`, as the shapes' goroutines are, which at a depth of
+/// a million would make each operation quadratic. After a call
 /// that grew the stack the new place is read once with `slot_addr` (the
 /// time it takes is measured and left out of the figures), and every
 /// operation ends by checking the growths it predicted against the

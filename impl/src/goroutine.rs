@@ -40,7 +40,7 @@
 
 use crate::adjust::{self, Move, Words, W32, W64};
 use crate::runtime::Runtime;
-use crate::sim::AllocSim;
+use crate::sim::{AllocSim, Step};
 use gostack_spec::goroutine::{
     Chan, Frame, Func, GSnap, GStats, GStatus, Pc, Slot, Sudog, G, GOEXIT_PC, PC_BASE, PC_STRIDE,
 };
@@ -414,10 +414,23 @@ impl Runtime {
     /// Walks `g`'s frames from its SP as Go's unwinder does, into `out`;
     /// `limit` is the most frames a stack of its size can hold.
     fn walk_into(&self, g: &G, limit: u64, out: &mut Vec<Rec>) -> Result<(), Throw> {
+        self.walk_upto(g, limit, usize::MAX, out)
+    }
+
+    /// [`Runtime::walk_into`], stopping after frame `upto` (0 = innermost)
+    /// unless the goroutine is `corrupted`. Only `poke` can break a
+    /// goroutine's frames (`check_invariants` unwinds every other one to
+    /// goexit, and `park` refuses receive slots outside locals), so the
+    /// outer frames of a goroutine that was never poked unwind and need not
+    /// be read to find frame `upto`: what `slot_addr` returns, or throws,
+    /// is the spec's either way. This makes `slot_addr(g, 0, ..)` O(1)
+    /// instead of O(depth).
+    fn walk_upto(&self, g: &G, limit: u64, upto: usize, out: &mut Vec<Rec>) -> Result<(), Throw> {
+        let upto = if g.corrupted { usize::MAX } else { upto };
         if self.ptr == 8 {
-            self.walk_words(g, self.stack_words64(g.stack), limit, out)
+            self.walk_words(g, self.stack_words64(g.stack), limit, upto, out)
         } else {
-            self.walk_words(g, self.stack_words32(g.stack), limit, out)
+            self.walk_words(g, self.stack_words32(g.stack), limit, upto, out)
         }
     }
 
@@ -428,6 +441,7 @@ impl Runtime {
         g: &G,
         ws: W,
         limit: u64,
+        upto: usize,
         out: &mut Vec<Rec>,
     ) -> Result<(), Throw> {
         out.clear();
@@ -461,6 +475,9 @@ impl Runtime {
             });
             if fp > g.stack.hi || out.len() as u64 > limit {
                 return Err(unknown());
+            }
+            if out.len() > upto {
+                return Ok(());
             }
             let lr = if !lr_arch {
                 read(fp - p)
@@ -506,13 +523,20 @@ impl Runtime {
     /// The frames of goroutine `gid`, innermost first, read from its stack
     /// memory (as `State::frames`).
     pub fn frames(&self, gid: u32) -> Result<Vec<Frame>, Throw> {
+        self.frames_upto(gid, usize::MAX)
+    }
+
+    /// The frames of `gid` from the innermost to frame `upto` (fewer when
+    /// the goroutine has fewer; all of them when it is `corrupted`), or
+    /// the unwinder's throw: see [`Runtime::walk_upto`].
+    fn frames_upto(&self, gid: u32, upto: usize) -> Result<Vec<Frame>, Throw> {
         let g = self.g(gid)?;
         if g.status == GStatus::Dead {
             return Err(Misuse::GNotRunnable(gid).into());
         }
         let mut recs = Vec::new();
         let limit = (g.stack.hi - g.stack.lo) / self.ptr;
-        self.walk_into(g, limit, &mut recs)?;
+        self.walk_upto(g, limit, upto, &mut recs)?;
         Ok(recs.iter().map(|r| self.frame_of(r)).collect())
     }
 
@@ -556,12 +580,14 @@ impl Runtime {
 
     /// Whether the allocations `sizes` by `ctx` would all succeed; the first
     /// failure's throw otherwise.
-    fn predict(&self, ctx: Ctx, sizes: &[u64]) -> Result<(), Throw> {
+    fn predict(&self, ctx: Ctx, steps: &[Step]) -> Result<(), Throw> {
         // `stackalloc` checks the size, then the P, then allocates.
-        for &n in sizes {
-            self.stacks.check_size(n)?;
-            if let Some(p) = ctx.p {
-                self.p_exists(p)?;
+        for st in steps {
+            if let Step::Alloc(n) | Step::Copy(n) = *st {
+                self.stacks.check_size(n)?;
+                if let Some(p) = ctx.p {
+                    self.p_exists(p)?;
+                }
             }
         }
         let ps: Vec<&crate::P> = self.ps.values().collect();
@@ -573,10 +599,17 @@ impl Runtime {
             self.config.arena_bytes,
             self.config.no_cache,
         );
-        for &n in sizes {
-            sim.alloc(n)?;
+        sim.run(steps)
+    }
+
+    /// The step that names `stk`, a stack of the arena, for the sim.
+    fn known(&self, stk: Stack, free: bool) -> Step {
+        let (off, n) = (stk.lo - self.va_base, stk.hi - stk.lo);
+        if free {
+            Step::Free { off, n }
+        } else {
+            Step::Current { off, n }
         }
-        Ok(())
     }
 
     /// Creates a goroutine that will run `func` and runs its entry (as
@@ -642,18 +675,24 @@ impl Runtime {
         // Predict before anything changes: gfget may free a wrong-sized
         // stack before malg allocates, and the spec's spawn fails whole.
         if alloc || planned.is_err() || !copies.is_empty() {
-            let mut sizes = Vec::new();
+            let mut steps = Vec::new();
+            let old = cand.map(|id| self.gor.gs[id as usize].stack);
+            match old {
+                Some(stk) if stk.lo != 0 => steps.push(self.known(stk, alloc)),
+                _ => {}
+            }
             if alloc {
-                sizes.push(size);
+                steps.push(Step::Alloc(size));
             }
-            match &planned {
-                Err(_) => sizes.extend(copies.iter().take(1)),
-                Ok(()) => sizes.extend(&copies),
-            }
-            let pred = if sizes.is_empty() {
-                Ok(())
+            let ncopies = if planned.is_err() { 1 } else { copies.len() };
+            steps.extend(copies.iter().take(ncopies).map(|&c| Step::Copy(c)));
+            let pred = if steps
+                .iter()
+                .any(|s| matches!(s, Step::Alloc(_) | Step::Copy(_)))
+            {
+                self.predict(ctx, &steps)
             } else {
-                self.predict(ctx, &sizes)
+                Ok(())
             };
             if let Err(e) = pred.and(planned) {
                 self.undo_lists(undo);
@@ -835,19 +874,29 @@ impl Runtime {
                     // The first copy comes before the throw: its own checks
                     // and its allocation fail first.
                     let shrink = first < num.hi - num.lo;
+                    let steps = [Step::Alloc(first)];
                     if let Err(w) = self.copy_checks(gid, first, shrink) {
-                        return Err(self.predict(ctx, &[first]).err().unwrap_or(w));
+                        return Err(self.predict(ctx, &steps).err().unwrap_or(w));
                     }
-                    self.predict(ctx, &[first])?;
+                    self.predict(ctx, &steps)?;
                 }
                 return Err(fix(e));
             }
             Ok(()) if copies.len() > 1 => {
                 let shrink = copies[0] < num.hi - num.lo;
                 if let Err(w) = self.copy_checks(gid, copies[0], shrink) {
-                    return Err(self.predict(ctx, &copies[..1]).err().unwrap_or(w));
+                    return Err(self
+                        .predict(ctx, &[Step::Alloc(copies[0])])
+                        .err()
+                        .unwrap_or(w));
                 }
-                self.predict(ctx, &copies)?;
+                let stk = Stack {
+                    lo: num.lo,
+                    hi: num.hi,
+                };
+                let mut steps = vec![self.known(stk, false)];
+                steps.extend(copies.iter().map(|&c| Step::Copy(c)));
+                self.predict(ctx, &steps)?;
             }
             Ok(()) => {}
         }
@@ -1029,7 +1078,7 @@ impl Runtime {
 
     /// The address of a slot of frame `frame` (0 = innermost).
     pub fn slot_addr(&self, gid: u32, frame: usize, slot: Slot) -> Result<u64, Throw> {
-        let frames = self.frames(gid)?;
+        let frames = self.frames_upto(gid, frame)?;
         let fr = frames
             .get(frame)
             .ok_or(Throw::Misuse(Misuse::NoSuchFrame(gid, frame)))?;
@@ -1110,7 +1159,7 @@ impl Runtime {
     ) -> Result<u64, Throw> {
         self.require_runnable(gid)?;
         let p = self.ptr;
-        let frames = self.frames(gid)?;
+        let frames = self.frames_upto(gid, frame)?;
         let fr = frames
             .get(frame)
             .ok_or(Throw::Misuse(Misuse::NoSuchFrame(gid, frame)))?
@@ -1414,7 +1463,10 @@ impl Runtime {
         }
         let shrink = newsize < old.hi - old.lo;
         if let Err(e) = self.copy_checks(gid, newsize, shrink) {
-            return Err(self.predict(ctx, &[newsize]).err().unwrap_or(e));
+            return Err(self
+                .predict(ctx, &[Step::Alloc(newsize)])
+                .err()
+                .unwrap_or(e));
         }
         let new = self.galloc(ctx, newsize)?;
         let p = self.ptr;

@@ -1827,7 +1827,7 @@ mod tests {
                 sc.spawn(move || {
                     let mut p = s.new_p();
                     let mut held = Vec::new();
-                    let iters = if cfg!(miri) { 300 } else { 20_000u64 };
+                    let iters = if cfg!(miri) { 120 } else { 20_000u64 };
                     for i in 0..iters {
                         let n = (2 * K) << ((i + t) % 3);
                         if i % 3 == 2 {
@@ -1958,7 +1958,7 @@ mod cross_thread_tests {
         c.arena_bytes = 8 << 20;
         let s = Stacks::new(&c).unwrap();
         let (tx, rx) = std::sync::mpsc::sync_channel::<Stack>(256);
-        let rounds = if cfg!(miri) { 200 } else { 20_000 };
+        let rounds = if cfg!(miri) { 80 } else { 20_000 };
         std::thread::scope(|sc| {
             let s = &s;
             sc.spawn(move || {
