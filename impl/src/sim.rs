@@ -6,28 +6,30 @@
 //! allocator cannot be copied or rolled back, so before a compound
 //! operation that allocates more than once the goroutine layer asks this
 //! module whether every allocation would succeed, and refuses with the
-//! first failure's throw when one would not. The count follows
-//! `Stacks::stackalloc`'s paths (P cache, refill from the pool with a new
-//! span when the pool has too few, direct pool, stackLarge, first fit in
-//! the page heap, heap growth by 512-page chunks).
+//! first failure's throw when one would not.
 //!
-//! The frees between the allocations (gfget dropping a stack of the wrong
-//! size before malg allocates; copystack freeing the old stack before the
-//! next growth) are counted too, as `Stacks::stackfree` makes them: into
-//! the P cache (releasing half of a full one to the pool), the pool
-//! (returning a span that empties with the GC off to the heap), stackLarge
-//! during the GC, or the page heap, merging free runs. A free is followed
-//! exactly where the sim knows the stack and its span from the snapshot;
-//! where it does not (a stack the sim itself handed out of a cache or
-//! pool), the free is counted only where it certainly goes (a cache or pool
-//! count, stackLarge), never as pages back in the heap. So the sim never
-//! promises memory the allocator will not have: a compound operation it
-//! passes cannot fail half-way for want of memory.
+//! The sim replays the operation's steps on a model of the allocator built
+//! from the snapshot, following `Stacks::stackalloc` and
+//! `Stacks::stackfree` path by path and list by list: the P cache (refill
+//! takes half a cache from the pool, the last stack taken at the head;
+//! a free into a full cache first releases it from the head down to
+//! half), the pool (`stackpoolalloc` takes the head span's first free
+//! stack and unlists a span it empties; a new span hands out its highest
+//! stack first; `stackpoolfree` relists a span at the head and, with the
+//! GC off, returns a span that empties to the heap), stackLarge (head
+//! first; a free during the GC goes to the head) and the page heap (first
+//! fit over free runs in address order, merging freed pages with their
+//! neighbours, growth by 512-page chunks). Every stack the steps touch is
+//! then known by its offset, so the frees between allocations (gfget
+//! dropping a stack of the wrong size before malg; copystack freeing the
+//! stack it left) give back exactly what the allocator will have.
+//! `models/tests` (differential, reproducers) and `gostack conform` check
+//! the prediction against the spec, which runs the operation itself.
 
 use gostack_spec::heap::PAGE_SIZE;
 use gostack_spec::stack::{stacklog2, GcPhase};
 use gostack_spec::{Ctx, GoThrow, Snapshot, Throw};
-use std::collections::{BTreeMap, BTreeSet, VecDeque};
+use std::collections::{BTreeMap, VecDeque};
 
 /// One step of a compound operation, as the allocator sees it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -45,56 +47,41 @@ pub(crate) enum Step {
     Copy(u64),
 }
 
-/// The stack a goroutine runs on in the sim: its size, and its offset
-/// where known or the first page the sim took from the page heap for it.
-#[derive(Clone, Copy, Debug)]
-struct Cur {
-    n: u64,
-    off: Option<u64>,
-    page: Option<u64>,
-}
-
-/// A stack span the snapshot shows (pool spans only).
-#[derive(Clone, Copy, Debug)]
+/// A pool span: its order, pages, `allocCount` and free stacks (offsets,
+/// head first).
+#[derive(Clone, Debug)]
 struct PoolSpan {
+    order: usize,
     npages: u64,
     alloc_count: u64,
-    free: u64,
-    listed: bool,
+    free: VecDeque<u64>,
 }
 
 /// Pages the heap grows by at least.
 const CHUNK: u64 = 512;
 
-/// A count of what the allocator could hand out.
+/// The allocator as a snapshot shows it, for one P's (or no P's) calls.
 pub(crate) struct AllocSim {
     /// Free page runs: (first page, pages), in address order.
     runs: Vec<(u64, u64)>,
     mapped: u64,
     arena_pages: u64,
-    /// The P's cached stacks per order.
-    cache: Vec<u64>,
-    /// Free stacks in listed pool spans, per order.
-    pool: Vec<u64>,
-    /// Free spans per stackLarge class.
-    large: Vec<u64>,
+    /// The P's cached stacks per order (offsets, head first), and bytes.
+    cache: Vec<VecDeque<u64>>,
+    cache_bytes: Vec<u64>,
+    /// Per order: the listed pool spans' offsets, head first.
+    pool: Vec<VecDeque<u64>>,
+    /// Pool spans by offset.
+    spans: BTreeMap<u64, PoolSpan>,
+    /// stackLarge per class: the free spans' offsets, head first.
+    large: Vec<VecDeque<u64>>,
     fixed: u64,
     cache_size: u64,
     num_orders: u64,
     use_cache: bool,
     gc_off: bool,
-    /// The P's cached stacks per order, head first: their offsets where
-    /// the snapshot showed them, None for stacks a simulated refill took.
-    cache_lists: Vec<VecDeque<Option<u64>>>,
-    /// Per order: the P cache's bytes.
-    cache_bytes: Vec<u64>,
-    /// Pool spans by offset, with their order.
-    spans: BTreeMap<u64, (usize, PoolSpan)>,
-    /// Orders whose spans a simulated allocation took stacks from (which
-    /// span is not followed): their span records are stale.
-    stale: BTreeSet<usize>,
-    /// The goroutine's stack.
-    cur: Option<Cur>,
+    /// The goroutine's stack: offset and size.
+    cur: Option<(u64, u64)>,
 }
 
 impl AllocSim {
@@ -107,49 +94,43 @@ impl AllocSim {
         no_cache: bool,
     ) -> AllocSim {
         let orders = consts.num_stack_orders as usize;
-        let mut cache = vec![0; orders];
-        let mut cache_lists = vec![VecDeque::new(); orders];
+        let mut cache = vec![VecDeque::new(); orders];
         let mut cache_bytes = vec![0; orders];
         if let Some(p) = ctx.p {
             if let Some(c) = snap.caches.iter().find(|c| c.p == p) {
                 for (o, l) in c.lists.iter().enumerate().take(orders) {
-                    cache[o] = l.len() as u64;
-                    cache_lists[o] = l.iter().map(|&x| Some(x)).collect();
+                    cache[o] = l.iter().copied().collect();
                     cache_bytes[o] = c.sizes.get(o).copied().unwrap_or(0);
                 }
             }
         }
-        let mut pool = vec![0; orders];
-        let listed: BTreeSet<u64> = snap.stackpool.iter().flatten().copied().collect();
         let mut spans = BTreeMap::new();
         for s in &snap.spans {
-            let o = (s.elemsize.is_power_of_two()
+            let is_pool = s.elemsize.is_power_of_two()
                 && s.elemsize >= consts.fixed_stack
-                && s.elemsize < consts.stack_cache_size)
-                .then(|| (s.elemsize / consts.fixed_stack).trailing_zeros() as usize)
-                .filter(|&o| o < orders && s.npages * PAGE_SIZE == consts.stack_cache_size);
-            let Some(o) = o else { continue };
-            let is_listed = listed.contains(&s.off);
-            if is_listed {
-                pool[o] += s.free_list.len() as u64;
+                && s.elemsize < consts.stack_cache_size;
+            if !is_pool {
+                continue;
             }
+            let order = (s.elemsize / consts.fixed_stack).trailing_zeros() as usize;
             spans.insert(
                 s.off,
-                (
-                    o,
-                    PoolSpan {
-                        npages: s.npages,
-                        alloc_count: s.alloc_count,
-                        free: s.free_list.len() as u64,
-                        listed: is_listed,
-                    },
-                ),
+                PoolSpan {
+                    order,
+                    npages: s.npages,
+                    alloc_count: s.alloc_count,
+                    free: s.free_list.iter().copied().collect(),
+                },
             );
         }
-        let mut large = vec![0; 64];
+        let mut pool = vec![VecDeque::new(); orders];
+        for (o, list) in snap.stackpool.iter().enumerate().take(orders) {
+            pool[o] = list.iter().copied().collect();
+        }
+        let mut large = vec![VecDeque::new(); 64];
         for (c, l) in &snap.stack_large {
             if let Some(x) = large.get_mut(*c as usize) {
-                *x = l.len() as u64;
+                *x = l.iter().copied().collect();
             }
         }
         AllocSim {
@@ -161,17 +142,15 @@ impl AllocSim {
             mapped: snap.stats.mapped_bytes / PAGE_SIZE,
             arena_pages: arena_bytes / PAGE_SIZE,
             cache,
+            cache_bytes,
             pool,
+            spans,
             large,
             fixed: consts.fixed_stack,
             cache_size: consts.stack_cache_size,
             num_orders: consts.num_stack_orders,
             use_cache: ctx.p.is_some() && !ctx.preemptoff && !no_cache,
             gc_off: snap.gcphase == GcPhase::Off,
-            cache_lists,
-            cache_bytes,
-            spans,
-            stale: BTreeSet::new(),
             cur: None,
         }
     }
@@ -181,108 +160,22 @@ impl AllocSim {
     pub(crate) fn run(&mut self, steps: &[Step]) -> Result<(), Throw> {
         for &st in steps {
             match st {
-                Step::Current { off, n } => {
-                    self.cur = Some(Cur {
-                        n,
-                        off: Some(off),
-                        page: None,
-                    })
-                }
-                Step::Free { off, n } => self.free(Some(off), n, None),
+                Step::Current { off, n } => self.cur = Some((off, n)),
+                Step::Free { off, n } => self.free(off, n),
                 Step::Alloc(n) => {
-                    let page = self.alloc(n)?;
-                    self.cur = Some(Cur { n, off: None, page });
+                    let off = self.alloc(n)?;
+                    self.cur = Some((off, n));
                 }
                 Step::Copy(n) => {
-                    let page = self.alloc(n)?;
-                    if let Some(old) = self.cur.take() {
-                        self.free(old.off, old.n, old.page);
+                    let off = self.alloc(n)?;
+                    if let Some((old, m)) = self.cur.take() {
+                        self.free(old, m);
                     }
-                    self.cur = Some(Cur { n, off: None, page });
+                    self.cur = Some((off, n));
                 }
             }
         }
         Ok(())
-    }
-
-    /// Pages back in the page heap, merged with the runs around them.
-    fn heap_free(&mut self, first: u64, npages: u64) {
-        let i = self.runs.partition_point(|&(p, _)| p < first);
-        self.runs.insert(i, (first, npages));
-        if i + 1 < self.runs.len() && first + npages == self.runs[i + 1].0 {
-            self.runs[i].1 += self.runs[i + 1].1;
-            self.runs.remove(i + 1);
-        }
-        if i > 0 && self.runs[i - 1].0 + self.runs[i - 1].1 == first {
-            self.runs[i - 1].1 += self.runs[i].1;
-            self.runs.remove(i);
-        }
-    }
-
-    /// One `stackfree` of `n` bytes at `off` (None: a stack the sim handed
-    /// out; `page`: its first page when it came from the page heap).
-    fn free(&mut self, off: Option<u64>, n: u64, page: Option<u64>) {
-        match self.order_of(n) {
-            Some(o) if self.use_cache => {
-                if self.cache_bytes[o] >= self.cache_size {
-                    // stackcacherelease: from the head down to half.
-                    while self.cache_bytes[o] > self.cache_size / 2 {
-                        let x = self.cache_lists[o].pop_front().flatten();
-                        self.cache[o] = self.cache[o].saturating_sub(1);
-                        self.cache_bytes[o] -= n.min(self.cache_bytes[o]);
-                        self.pool_free(o, x);
-                    }
-                }
-                self.cache_lists[o].push_front(off);
-                self.cache[o] += 1;
-                self.cache_bytes[o] += n;
-            }
-            Some(o) => self.pool_free(o, off),
-            None => {
-                if self.gc_off {
-                    let first = match off {
-                        Some(off) => Some(off / PAGE_SIZE),
-                        None => page,
-                    };
-                    if let Some(first) = first {
-                        self.heap_free(first, n / PAGE_SIZE);
-                    }
-                } else {
-                    let class = stacklog2(n / PAGE_SIZE) as usize;
-                    if let Some(x) = self.large.get_mut(class) {
-                        *x += 1;
-                    }
-                }
-            }
-        }
-    }
-
-    /// `stackpoolfree` of the stack at `x` (None: unknown) of order `o`.
-    fn pool_free(&mut self, o: usize, x: Option<u64>) {
-        let span = x
-            .filter(|_| !self.stale.contains(&o))
-            .and_then(|x| self.spans.range(..=x).next_back().map(|(&b, _)| b))
-            .filter(|b| {
-                let (so, s) = self.spans[b];
-                so == o && x.is_some_and(|x| x < b + s.npages * PAGE_SIZE)
-            });
-        let Some(b) = span else {
-            // Where it goes is not followed: it is a free stack in the
-            // pool, and its span stays listed.
-            self.pool[o] += 1;
-            return;
-        };
-        let (_, s) = self.spans.get_mut(&b).expect("found above");
-        s.listed = true;
-        s.free += 1;
-        s.alloc_count = s.alloc_count.saturating_sub(1);
-        self.pool[o] += 1;
-        if self.gc_off && s.alloc_count == 0 {
-            let (free, npages) = (s.free, s.npages);
-            self.spans.remove(&b);
-            self.pool[o] -= free.min(self.pool[o]);
-            self.heap_free(b / PAGE_SIZE, npages);
-        }
     }
 
     fn order_of(&self, n: u64) -> Option<usize> {
@@ -328,47 +221,167 @@ impl AllocSim {
         self.heap(npages)
     }
 
-    /// One `stackalloc(n)` of a size that passed `check_size`; the first
-    /// page when it came from the page heap.
-    fn alloc(&mut self, n: u64) -> Result<Option<u64>, Throw> {
-        let span_pages = self.cache_size / PAGE_SIZE;
-        let mut page = None;
+    /// Pages back in the page heap, merged with the runs around them.
+    fn heap_free(&mut self, first: u64, npages: u64) {
+        let i = self.runs.partition_point(|&(p, _)| p < first);
+        self.runs.insert(i, (first, npages));
+        if i + 1 < self.runs.len() && first + npages == self.runs[i + 1].0 {
+            self.runs[i].1 += self.runs[i + 1].1;
+            self.runs.remove(i + 1);
+        }
+        if i > 0 && self.runs[i - 1].0 + self.runs[i - 1].1 == first {
+            self.runs[i - 1].1 += self.runs[i].1;
+            self.runs.remove(i);
+        }
+    }
+
+    /// The stacks free in listed spans of order `o`.
+    fn pool_free_stacks(&self, o: usize) -> u64 {
+        self.pool[o]
+            .iter()
+            .map(|b| self.spans.get(b).map_or(0, |s| s.free.len() as u64))
+            .sum()
+    }
+
+    /// A new pool span for order `o` from the page heap: its offset.
+    fn new_span(&mut self, o: usize) -> Result<u64, Throw> {
+        let npages = self.cache_size / PAGE_SIZE;
+        let base = self.heap(npages)? * PAGE_SIZE;
+        let n = self.fixed << o;
+        // Built lowest first with each stack pushed at the head: the
+        // highest stack is handed out first.
+        let free = (0..self.cache_size / n)
+            .rev()
+            .map(|i| base + i * n)
+            .collect();
+        self.spans.insert(
+            base,
+            PoolSpan {
+                order: o,
+                npages,
+                alloc_count: 0,
+                free,
+            },
+        );
+        Ok(base)
+    }
+
+    /// `stackpoolalloc`: the head span's first free stack (a new span when
+    /// no span is listed, `reserved` if the caller took one already).
+    fn pool_alloc(&mut self, o: usize, reserved: &mut Option<u64>) -> Result<u64, Throw> {
+        loop {
+            let b = match self.pool[o].front() {
+                Some(&b) => b,
+                None => {
+                    let b = match reserved.take() {
+                        Some(b) => b,
+                        None => self.new_span(o)?,
+                    };
+                    self.pool[o].push_front(b);
+                    b
+                }
+            };
+            // A listed span always has a free stack; one the snapshot did
+            // not describe as a pool span is dropped from the model.
+            let Some(s) = self.spans.get_mut(&b) else {
+                self.pool[o].pop_front();
+                continue;
+            };
+            let Some(x) = s.free.pop_front() else {
+                self.pool[o].pop_front();
+                continue;
+            };
+            s.alloc_count += 1;
+            if s.free.is_empty() {
+                self.pool[o].pop_front();
+            }
+            return Ok(x);
+        }
+    }
+
+    /// `stackpoolfree` of the stack at `x` of order `o`.
+    fn pool_free(&mut self, o: usize, x: u64) {
+        let Some((&b, s)) = self.spans.range_mut(..=x).next_back() else {
+            return;
+        };
+        if s.order != o || x >= b + s.npages * PAGE_SIZE {
+            return;
+        }
+        let relist = s.free.is_empty();
+        s.free.push_front(x);
+        s.alloc_count = s.alloc_count.saturating_sub(1);
+        let (empty, npages) = (s.alloc_count == 0, s.npages);
+        if relist {
+            self.pool[o].push_front(b);
+        }
+        if self.gc_off && empty {
+            self.pool[o].retain(|&y| y != b);
+            self.spans.remove(&b);
+            self.heap_free(b / PAGE_SIZE, npages);
+        }
+    }
+
+    /// One `stackfree` of the `n`-byte stack at `off`.
+    fn free(&mut self, off: u64, n: u64) {
         match self.order_of(n) {
             Some(o) if self.use_cache => {
-                if self.cache[o] == 0 {
-                    let want = (self.cache_size / 2).div_ceil(n);
-                    if self.pool[o] < want {
-                        self.heap(span_pages)?;
-                        self.pool[o] += self.cache_size / n;
+                if self.cache_bytes[o] >= self.cache_size {
+                    // stackcacherelease: from the head down to half.
+                    while self.cache_bytes[o] > self.cache_size / 2 {
+                        let Some(x) = self.cache[o].pop_front() else {
+                            break;
+                        };
+                        self.cache_bytes[o] -= n.min(self.cache_bytes[o]);
+                        self.pool_free(o, x);
                     }
-                    self.pool[o] -= want;
-                    self.cache[o] = want;
-                    self.cache_bytes[o] = want * n;
-                    self.cache_lists[o] = (0..want).map(|_| None).collect();
-                    self.stale.insert(o);
                 }
-                self.cache[o] -= 1;
-                self.cache_bytes[o] = self.cache_bytes[o].saturating_sub(n);
-                self.cache_lists[o].pop_front();
+                self.cache[o].push_front(off);
+                self.cache_bytes[o] += n;
             }
-            Some(o) => {
-                if self.pool[o] == 0 {
-                    self.heap(span_pages)?;
-                    self.pool[o] += self.cache_size / n;
-                }
-                self.pool[o] -= 1;
-                self.stale.insert(o);
-            }
+            Some(o) => self.pool_free(o, off),
+            None if self.gc_off => self.heap_free(off / PAGE_SIZE, n / PAGE_SIZE),
             None => {
                 let class = stacklog2(n / PAGE_SIZE) as usize;
-                if self.large.get(class).copied().unwrap_or(0) > 0 {
-                    self.large[class] -= 1;
-                } else {
-                    page = Some(self.heap(n / PAGE_SIZE)?);
+                if let Some(l) = self.large.get_mut(class) {
+                    l.push_front(off);
                 }
             }
         }
-        Ok(page)
+    }
+
+    /// One `stackalloc(n)` of a size that passed `check_size`: the stack's
+    /// offset.
+    fn alloc(&mut self, n: u64) -> Result<u64, Throw> {
+        match self.order_of(n) {
+            Some(o) if self.use_cache => {
+                if self.cache[o].is_empty() {
+                    // stackcacherefill: a new span it will need first.
+                    let want = (self.cache_size / 2).div_ceil(n);
+                    let mut reserved = None;
+                    if self.pool_free_stacks(o) < want {
+                        reserved = Some(self.new_span(o)?);
+                    }
+                    let mut list = VecDeque::new();
+                    for _ in 0..want {
+                        let x = self.pool_alloc(o, &mut reserved)?;
+                        list.push_front(x);
+                    }
+                    self.cache[o] = list;
+                    self.cache_bytes[o] = want * n;
+                }
+                let x = self.cache[o].pop_front().expect("refilled");
+                self.cache_bytes[o] = self.cache_bytes[o].saturating_sub(n);
+                Ok(x)
+            }
+            Some(o) => self.pool_alloc(o, &mut None),
+            None => {
+                let class = stacklog2(n / PAGE_SIZE) as usize;
+                match self.large.get_mut(class).and_then(|l| l.pop_front()) {
+                    Some(off) => Ok(off),
+                    None => Ok(self.heap(n / PAGE_SIZE)? * PAGE_SIZE),
+                }
+            }
+        }
     }
 }
 
@@ -420,6 +433,67 @@ mod tests {
         s.gc_start().unwrap();
         assert_eq!(sim(&s).run(&[free(0), Step::Alloc(M)]), Ok(()));
         assert_eq!(sim(&s).run(&[free(1), free(2), Step::Alloc(2 * M)]), oom());
+    }
+
+    /// A full 4 MiB arena whose only pool spans, A and B (order 8 KiB),
+    /// each keep one stack in use and have three free; the span that got
+    /// its frees last heads the pool list. Returns the allocator and A's
+    /// stack in use.
+    fn two_spans(a_heads: bool) -> (Stacks, gostack_spec::Stack) {
+        let mut c = Config::new(Profile::parse("linux", "amd64", false, "1.23").unwrap());
+        c.arena_bytes = 4 * M;
+        let s = Stacks::new(&c).unwrap();
+        let small: Vec<_> = (0..8)
+            .map(|_| s.stackalloc(None, false, 8192).unwrap())
+            .collect();
+        for k in [256, 128, 64, 32, 16, 8] {
+            s.stackalloc(None, false, k * 8192).unwrap();
+        }
+        let span = |st: &gostack_spec::Stack| (st.lo - s.base()) / 32768;
+        let first = span(&small[0]);
+        let (a, b): (Vec<gostack_spec::Stack>, Vec<gostack_spec::Stack>) =
+            small.iter().partition(|st| span(st) == first);
+        let order = if a_heads { [&b, &a] } else { [&a, &b] };
+        for group in order {
+            for st in &group[1..] {
+                s.stackfree(None, false, *st).unwrap();
+            }
+        }
+        (s, a[0])
+    }
+
+    /// A forced move then a growth without a P cache (golang's direct pool
+    /// path): the move's copy comes from the head span; when that is B,
+    /// freeing the old stack empties A, whose pages then hold the 16 KiB
+    /// span the growth needs; when it is A, nothing comes back. The sim
+    /// and the allocator agree both ways.
+    #[test]
+    fn a_copy_from_the_head_span_decides_what_comes_back() {
+        for a_heads in [false, true] {
+            let (s, keep) = two_spans(a_heads);
+            let steps = [
+                Step::Current {
+                    off: keep.lo - s.base(),
+                    n: 8192,
+                },
+                Step::Copy(8192),
+                Step::Copy(16384),
+            ];
+            let predicted = sim(&s).run(&steps);
+            let real = (|| {
+                let moved = s.stackalloc(None, false, 8192)?;
+                s.stackfree(None, false, keep)?;
+                let grown = s.stackalloc(None, false, 16384)?;
+                s.stackfree(None, false, moved)?;
+                Ok::<_, Throw>(grown)
+            })();
+            assert_eq!(
+                predicted.is_ok(),
+                real.is_ok(),
+                "A heads: {a_heads}: {real:?}"
+            );
+            assert_eq!(predicted.is_ok(), !a_heads);
+        }
     }
 
     #[test]
