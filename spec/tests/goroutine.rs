@@ -951,3 +951,27 @@ fn receive_slot_must_be_a_local() {
         assert_eq!(t.s.read_word(callers + p), 0x2000_0000);
     }
 }
+
+/// golang/go#41228: `debug.SetMaxStack` above 4 GB did not bound growth,
+/// since stackalloc takes 32-bit sizes; newstack now also refuses sizes
+/// above `maxstackceiling` (twice the default maxstacksize, set in
+/// runtime.main), whatever SetMaxStack says.
+#[test]
+fn growth_is_bounded_by_maxstackceiling() {
+    let mut t = T::new("amd64");
+    let ceiling = t.s.consts.maxstackceiling;
+    assert_eq!(ceiling, 2_000_000_000);
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    // A frame (the assembler's limit is 2^31) that only a stack of 2 GiB,
+    // the next power of two above the ceiling, can hold.
+    let huge = t.func(Func::new("huge", 2_100_000_000));
+    let g = t.spawn(bottom);
+    t.s.set_max_stack(8 << 30);
+    let before = t.s.clone();
+    let ctx = t.ctx();
+    assert_eq!(
+        t.s.call(ctx, g, 0, huge),
+        Err(Throw::Go(GoThrow::StackOverflow))
+    );
+    assert_eq!(t.s, before);
+}
