@@ -48,6 +48,14 @@ impl T {
         self.ok();
     }
 
+    /// A call that must fail with `want` and change nothing.
+    fn call_fails(&mut self, g: u32, f: usize, want: Throw) {
+        let before = self.s.clone();
+        let ctx = self.ctx();
+        assert_eq!(self.s.call(ctx, g, 0, f), Err(want));
+        assert_eq!(self.s, before, "a failed call changes nothing");
+    }
+
     fn ret(&mut self, g: u32) {
         let ctx = self.ctx();
         self.s.ret(ctx, g).unwrap_or_else(|e| panic!("ret: {e}"));
@@ -448,13 +456,7 @@ fn stack_overflow() {
     }
     assert!(t.size(g) <= 64 * K);
     let huge = t.func(Func::new("huge", 1 << 30));
-    let before = t.s.clone();
-    let ctx = t.ctx();
-    assert_eq!(
-        t.s.call(ctx, g, 0, huge),
-        Err(Throw::Go(GoThrow::StackOverflow))
-    );
-    assert_eq!(t.s, before);
+    t.call_fails(g, huge, Throw::Go(GoThrow::StackOverflow));
 }
 
 /// The unwinder reads return addresses from memory: a corrupted one is
@@ -967,11 +969,5 @@ fn growth_is_bounded_by_maxstackceiling() {
     let huge = t.func(Func::new("huge", 2_100_000_000));
     let g = t.spawn(bottom);
     t.s.set_max_stack(8 << 30);
-    let before = t.s.clone();
-    let ctx = t.ctx();
-    assert_eq!(
-        t.s.call(ctx, g, 0, huge),
-        Err(Throw::Go(GoThrow::StackOverflow))
-    );
-    assert_eq!(t.s, before);
+    t.call_fails(g, huge, Throw::Go(GoThrow::StackOverflow));
 }
