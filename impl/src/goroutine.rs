@@ -578,8 +578,9 @@ impl Runtime {
         self.gor.p_gfree.insert(u.p, u.local);
     }
 
-    /// Whether the allocations `sizes` by `ctx` would all succeed; the first
-    /// failure's throw otherwise.
+    /// Whether every allocation of `steps` by `ctx` would succeed, the
+    /// frees between them counted (see `sim`); the first failure's throw
+    /// otherwise.
     fn predict(&self, ctx: Ctx, steps: &[Step]) -> Result<(), Throw> {
         // `stackalloc` checks the size, then the P, then allocates.
         for st in steps {
