@@ -678,9 +678,8 @@ impl Runtime {
         if alloc || planned.is_err() || !copies.is_empty() {
             let mut steps = Vec::new();
             let old = cand.map(|id| self.gor.gs[id as usize].stack);
-            match old {
-                Some(stk) if stk.lo != 0 => steps.push(self.known(stk, alloc)),
-                _ => {}
+            if let Some(stk) = old.filter(|s| s.lo != 0) {
+                steps.push(self.known(stk, alloc));
             }
             if alloc {
                 steps.push(Step::Alloc(size));
