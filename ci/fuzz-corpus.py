@@ -269,6 +269,12 @@ def dicts():
 
 if __name__ == "__main__":
     E = enums()
+    # The corpora are generated whole: clear them first, so that seeds
+    # written for an older Op enum (whose variant numbers shifted) go.
+    if os.path.isdir(ROOT):
+        for t in os.listdir(ROOT):
+            for name in os.listdir(os.path.join(ROOT, t)):
+                os.remove(os.path.join(ROOT, t, name))
     dicts()
     split_check()
     ops()

@@ -52,6 +52,19 @@ MUTANTS = [
     ("park accepts a receive slot over a return address (copy_adjust fuzz finding)", "spec/src/goroutine.rs",
      "if !s.in_one_frames_locals(&frames, elem, ch.elemsize) {",
      "if !s.in_one_frames_locals(&frames, elem, ch.elemsize) && false {"),
+    ("markrootFreeGStacks never runs: the GC keeps dead goroutines' stacks (issue 14)", "spec/src/stack.rs",
+     "if !s.gor.free_g_stacks_done {", "if false {"),
+    ("markrootFreeGStacks reverses the list it moves to noStack", "spec/src/goroutine.rs",
+     "self.gor.sched_gfree_nostack.extend(list);",
+     "self.gor.sched_gfree_nostack.extend(list.into_iter().rev());"),
+    ("newstack preempts an M that canPreemptM refuses", "spec/src/goroutine.rs",
+     "if preempt && (ctx.preemptoff || ctx.p.is_none()) {", "if preempt && false {"),
+    ("gfget clears preemptShrink", "spec/src/goroutine.rs",
+     "fresh.preempt_shrink = old.preempt_shrink;", "fresh.preempt_shrink = false;"),
+    ("adjustctxt adjusts sched.bp on 386 (no framepointer_enabled there)", "spec/src/goroutine.rs",
+     "if fp_enabled {\n                gm.bp", "if true {\n                gm.bp"),
+    ("a large stack freed twice in one GC cycle is ours, not Go's mSpanList.insert", "spec/src/stack.rs",
+     "} else if !small && on_stack_large && self.gcphase != GcPhase::Off {", "} else if false {"),
 ]
 
 TESTS = ["stackalloc", "gc_marker", "stackalloc_props", "goroutine", "goroutine_props"]

@@ -102,6 +102,8 @@ struct Num {
     guard: u64,
     preempt_shrink: bool,
     safe: bool,
+    /// `canPreemptM`: the M has a P and preemption on.
+    preemptible: bool,
 }
 
 /// The goroutine part of a [`Runtime`].
@@ -117,6 +119,8 @@ pub(crate) struct Gor {
     starting: u64,
     maxstacksize: u64,
     scanned: BTreeMap<u32, (u64, u64)>,
+    /// `markrootFreeGStacks` has run in this GC cycle.
+    pub(crate) free_g_stacks_done: bool,
     heap_bump: (u64, u64),
     stats: GStats,
     /// The frames of the stack being copied (reused).
@@ -137,6 +141,7 @@ impl Gor {
             starting: c.fixed_stack,
             maxstacksize: c.maxstacksize,
             scanned: BTreeMap::new(),
+            free_g_stacks_done: false,
             heap_bump: (0, 0),
             stats: GStats::default(),
             walk: Vec::new(),
@@ -666,6 +671,7 @@ impl Runtime {
             guard: known_lo.wrapping_add(guard),
             preempt_shrink: false,
             safe: true,
+            preemptible: !ctx.preemptoff,
         };
         let (copies, planned) = self.plan_enter(func, num);
         let new_id = cand.unwrap_or(self.gor.gs.len() as u32);
@@ -718,8 +724,12 @@ impl Runtime {
                     g.stack = stk;
                     g.stackguard0 = stk.lo + guard;
                 }
-                let stk = self.gor.gs[id as usize].stack;
-                self.gor.gs[id as usize] = new_g(stk, guard);
+                // Go clears preemptShrink only in newstack's preemption
+                // branch: it survives death and reuse.
+                let old = &self.gor.gs[id as usize];
+                let mut fresh = new_g(old.stack, guard);
+                fresh.preempt_shrink = old.preempt_shrink;
+                self.gor.gs[id as usize] = fresh;
                 id
             }
             None => {
@@ -780,6 +790,10 @@ impl Runtime {
                         return Err(GoThrow::StackGrowthAfterFork.into());
                     }
                     let preempt = n.guard == c.stack_preempt;
+                    if preempt && !n.preemptible {
+                        n.guard = n.lo.wrapping_add(c.stack_guard);
+                        continue;
+                    }
                     if n.lo == 0 {
                         return Err(GoThrow::MissingStackInNewstack.into());
                     }
@@ -862,6 +876,7 @@ impl Runtime {
             guard: g.stackguard0,
             preempt_shrink: g.preempt_shrink,
             safe: self.is_shrink_stack_safe(gid)?,
+            preemptible: ctx.p.is_some() && !ctx.preemptoff,
         };
         let (copies, planned) = self.plan_enter(func, num);
         let fix = |t: Throw| match t {
@@ -1266,6 +1281,13 @@ impl Runtime {
             return Err(GoThrow::StackGrowthAfterFork.into());
         }
         let preempt = g.stackguard0 == preempt_v;
+        if preempt && (ctx.preemptoff || ctx.p.is_none()) {
+            // canPreemptM says no: the guard comes back, nothing else
+            // changes (preemptShrink stays).
+            let g = self.gm(gid)?;
+            g.stackguard0 = g.stack.lo.wrapping_add(guard);
+            return Ok(());
+        }
         if g.stack.lo == 0 {
             return Err(GoThrow::MissingStackInNewstack.into());
         }
@@ -1527,10 +1549,15 @@ impl Runtime {
         self.gor.stats.bytes_copied += used;
         // adjustctxt, adjustdefers, adjustpanics.
         let oldfp = g.bp;
+        // adjustctxt adjusts sched.bp only where `framepointer_enabled`
+        // (amd64, arm64).
+        let fp_enabled = matches!(self.config.profile.goarch, Goarch::Amd64 | Goarch::Arm64);
         {
             let gm = &mut self.gor.gs[gid as usize];
             gm.ctxt = adj(gm.ctxt);
-            gm.bp = adj(gm.bp);
+            if fp_enabled {
+                gm.bp = adj(gm.bp);
+            }
             gm.defer_head = adj(gm.defer_head);
         }
         if self.arm64_fp_adjusted() && oldfp == g.sp.wrapping_sub(p) {
@@ -1740,21 +1767,66 @@ impl Runtime {
         r
     }
 
-    /// Go: `gcComputeStartingStackSize` (runtime/stack.go).
-    pub fn gc_compute_starting_stack_size(&mut self) {
+    /// Go: `gcComputeStartingStackSize` (runtime/stack.go); an average
+    /// above 2^30 is refused as the spec refuses it.
+    pub fn gc_compute_starting_stack_size(&mut self) -> Result<(), Throw> {
+        let next = self.next_starting_stack_size()?;
+        self.gor.scanned.clear();
+        self.gor.starting = next;
+        Ok(())
+    }
+
+    /// What [`Runtime::gc_compute_starting_stack_size`] would set.
+    pub(crate) fn next_starting_stack_size(&self) -> Result<u64, Throw> {
         let (mut size, mut n) = (0u64, 0u64);
-        for (_, (s, c)) in std::mem::take(&mut self.gor.scanned) {
+        for &(s, c) in self.gor.scanned.values() {
             size += s;
             n += c;
         }
         let fixed = self.consts.fixed_stack;
         if n == 0 {
-            self.gor.starting = fixed;
-            return;
+            return Ok(fixed);
         }
         let avg =
             (size / n + self.consts.stack_guard).clamp(fixed, self.gor.maxstacksize.max(fixed));
-        self.gor.starting = avg.next_power_of_two();
+        if avg > 1 << 30 {
+            return Err(Misuse::StartingStackTooLarge(avg).into());
+        }
+        Ok(avg.next_power_of_two())
+    }
+
+    /// Go: `markrootFreeGStacks` (runtime/mgcmark.go), the GC root job
+    /// that frees the stacks of the dead goroutines on the global free
+    /// list, on P `p` (as `State::gc_free_g_stacks`).
+    pub fn gc_free_g_stacks(&mut self, p: u32) -> Result<(), Throw> {
+        let phase = self.stacks.gcphase();
+        if phase != GcPhase::Mark {
+            return Err(Misuse::WrongGcPhase {
+                op: "markrootFreeGStacks",
+                needs: GcPhase::Mark.name(),
+                found: phase.name(),
+            }
+            .into());
+        }
+        self.p_exists(p)?;
+        if self.gor.free_g_stacks_done {
+            return Err(Misuse::RootJobDone("markrootFreeGStacks").into());
+        }
+        self.free_g_stacks(Ctx::on(p))
+    }
+
+    /// The body of `markrootFreeGStacks`, from the M of `ctx`. The frees
+    /// are of stacks the goroutines hold, so they cannot fail.
+    pub(crate) fn free_g_stacks(&mut self, ctx: Ctx) -> Result<(), Throw> {
+        self.gor.free_g_stacks_done = true;
+        let list = std::mem::take(&mut self.gor.sched_stack);
+        for &id in list.iter().rev() {
+            let stk = self.gor.gs[id as usize].stack;
+            self.gfree(ctx, stk)?;
+            self.gor.gs[id as usize].stack = Stack { lo: 0, hi: 0 };
+        }
+        self.gor.sched_nostack.extend(list);
+        Ok(())
     }
 
     /// Go: `goexit0` → `gdestroy` → `gfput` (runtime/proc.go).
@@ -2128,6 +2200,7 @@ impl Runtime {
             starting_stack_size: g.starting,
             maxstacksize: g.maxstacksize,
             scanned: g.scanned.iter().map(|(&p, &(b, n))| (p, b, n)).collect(),
+            free_g_stacks_done: g.free_g_stacks_done,
             heap_bump: (g.heap_bump != (0, 0)).then(|| {
                 (
                     g.heap_bump.0.wrapping_sub(base),

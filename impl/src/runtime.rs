@@ -412,17 +412,33 @@ impl Runtime {
 
     /// `gcStart`.
     pub fn gc_start(&mut self) -> Result<(), Throw> {
-        self.stacks.gc_start()
+        self.stacks.gc_start()?;
+        self.gor.free_g_stacks_done = false;
+        Ok(())
     }
 
-    /// `gcMarkTermination`, which also computes the next starting stack
-    /// size.
+    /// `gcMarkTermination`: the pending markers mark, the root job
+    /// `markrootFreeGStacks` runs if no worker ran it (on the first P), and
+    /// the next starting stack size is computed (as
+    /// `State::gc_mark_termination`).
     pub fn gc_mark_termination(&mut self) -> Result<(), Throw> {
+        // Everything that can refuse is checked before anything changes:
+        // the phase and the markers (in the allocator's call, which changes
+        // nothing when it fails), the starting size before that call.
+        if self.stacks.gcphase() == GcPhase::Mark {
+            self.next_starting_stack_size()?;
+        }
         self.stacks
             .gc_mark_termination()
             .map_err(|t| self.va_throw(t))?;
-        self.gc_compute_starting_stack_size();
-        Ok(())
+        if !self.gor.free_g_stacks_done {
+            let ctx = match self.ps.keys().next() {
+                Some(&p) => Ctx::on(p),
+                None => Ctx::no_p(),
+            };
+            self.free_g_stacks(ctx)?;
+        }
+        self.gc_compute_starting_stack_size()
     }
 
     /// `setGCPhase(_GCoff)`.
@@ -439,12 +455,11 @@ impl Runtime {
 
     /// The end of a GC cycle, every P's cache flushed in id order.
     pub fn gc_end(&mut self) -> Result<(), Throw> {
-        let marking = self.stacks.gcphase() == GcPhase::Mark;
+        if self.stacks.gcphase() == GcPhase::Mark {
+            self.gc_mark_termination()?;
+        }
         let mut ps: Vec<&mut P> = self.ps.values_mut().collect();
         self.stacks.gc_end(&mut ps).map_err(|t| self.va_throw(t))?;
-        if marking {
-            self.gc_compute_starting_stack_size();
-        }
         self.prune_shadow();
         Ok(())
     }

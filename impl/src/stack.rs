@@ -1218,17 +1218,7 @@ impl Stacks {
         let order = self.order_of(n);
         let direct = p.is_none() || preemptoff || self.config.no_cache;
         if !self.take_in_use(stk.lo, n) {
-            return Err(match (order, self.state_of(stk.lo)) {
-                (Some(_), Some(SpanState::InUse)) if direct => {
-                    GoThrow::FreeingStackNotInStackSpan.into()
-                }
-                (None, Some(SpanState::InUse)) => GoThrow::BadSpanState.into(),
-                _ => Misuse::NotAStack {
-                    lo: stk.lo,
-                    hi: stk.hi,
-                }
-                .into(),
-            });
+            return Err(self.bad_free(stk, order.is_some(), direct));
         }
         let v = stk.lo;
         match order {
@@ -1280,6 +1270,39 @@ impl Stacks {
             }
         }
         Ok(())
+    }
+
+    /// What freeing `stk`, which is not a stack in use, runs into (the
+    /// spec's `State::bad_free`, runtime/stack.go `stackfree` and
+    /// `stackpoolfree`): Go's throw where Go's span checks fire, `NotAStack`
+    /// where Go would corrupt its lists. Only the refused path pays for it.
+    fn bad_free(&self, stk: Stack, small: bool, direct: bool) -> Throw {
+        let in_arena = stk
+            .lo
+            .checked_sub(self.base())
+            .is_some_and(|off| off / PAGE_SIZE < self.arena_pages);
+        let state = self.state_of(stk.lo);
+        let manual = !in_arena || state == Some(SpanState::Manual);
+        let on_stack_large = state == Some(SpanState::Manual)
+            && self.span_page(stk.lo).is_some_and(|page| {
+                let large = lock(&self.large);
+                large.iter().any(|&h| self.list(h).contains(&page))
+            });
+        if small && direct && !manual {
+            GoThrow::FreeingStackNotInStackSpan.into()
+        } else if small && direct && on_stack_large {
+            GoThrow::MSpanListInsert.into()
+        } else if !small && !manual {
+            GoThrow::BadSpanState.into()
+        } else if !small && on_stack_large && self.gcphase() != GcPhase::Off {
+            GoThrow::MSpanListInsert.into()
+        } else {
+            Misuse::NotAStack {
+                lo: stk.lo,
+                hi: stk.hi,
+            }
+            .into()
+        }
     }
 
     // ---- ordinary heap memory ----------------------------------------------

@@ -233,6 +233,7 @@ fn gc_ops() -> impl Strategy<Value = Op> {
         6 => (0u8..4, prop_oneof![g(), waiting_g()]).prop_map(|(p, g)| Op::GcScan(p, g)),
         3 => (0u8..4).prop_map(Op::GcScanAll),
         1 => Just(Op::GcComputeStartingStackSize),
+        3 => (0u8..4).prop_map(Op::GcFreeGStacks),
         2 => (waiting_g(), any::<u16>()).prop_map(|(g, w)| Op::MarkReadG(g, w)),
     ]
 }

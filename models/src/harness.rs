@@ -140,6 +140,7 @@ pub enum Call {
     GcScan(u32, u32),
     GcScanAll(u32, Vec<u32>),
     GcComputeStartingStackSize,
+    GcFreeGStacks(u32),
     Exit(Ctx, u32),
     ExitMany(Ctx, Vec<u32>),
     MakeChan(u64),
@@ -292,10 +293,8 @@ pub fn apply<M: Machine + ?Sized>(m: &mut M, call: &Call) -> Result<Out, Throw> 
             }
             Ok(Out::Burst(done, None))
         }
-        Call::GcComputeStartingStackSize => {
-            m.gc_compute_starting_stack_size();
-            Ok(Out::Unit)
-        }
+        Call::GcComputeStartingStackSize => unit(m.gc_compute_starting_stack_size()),
+        Call::GcFreeGStacks(p) => unit(m.gc_free_g_stacks(*p)),
         Call::Exit(ctx, g) => unit(m.exit(*ctx, *g)),
         Call::ExitMany(ctx, gs) => {
             let mut done = Vec::new();
@@ -1329,6 +1328,10 @@ impl<B: Machine> Harness<B> {
                 Call::GcScanAll(p, self.spec.gor.gs.keys().copied().collect())
             }
             Op::GcComputeStartingStackSize => Call::GcComputeStartingStackSize,
+            Op::GcFreeGStacks(i) => {
+                let p = pick(&ps, (*i).into()).unwrap_or(u32::from(*i) + 100);
+                Call::GcFreeGStacks(p)
+            }
             Op::Exit(w, g) => Call::Exit(self.ctx(*w), g!(*g)),
             Op::ExitBurst(w, n) => {
                 let gs: Vec<u32> = self

@@ -102,7 +102,9 @@ pub trait Machine {
     /// `scanstack`.
     fn gc_scan(&mut self, p: u32, gid: u32) -> Result<(), Throw>;
     /// `gcComputeStartingStackSize`.
-    fn gc_compute_starting_stack_size(&mut self);
+    fn gc_compute_starting_stack_size(&mut self) -> Result<(), Throw>;
+    /// `markrootFreeGStacks` on a P.
+    fn gc_free_g_stacks(&mut self, p: u32) -> Result<(), Throw>;
     /// `runtime.Goexit`.
     fn exit(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw>;
     /// `makechan`.
@@ -267,8 +269,11 @@ macro_rules! forward {
             fn gc_scan(&mut self, p: u32, gid: u32) -> Result<(), Throw> {
                 <$t>::gc_scan(self, p, gid)
             }
-            fn gc_compute_starting_stack_size(&mut self) {
+            fn gc_compute_starting_stack_size(&mut self) -> Result<(), Throw> {
                 <$t>::gc_compute_starting_stack_size(self)
+            }
+            fn gc_free_g_stacks(&mut self, p: u32) -> Result<(), Throw> {
+                <$t>::gc_free_g_stacks(self, p)
             }
             fn exit(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
                 <$t>::exit(self, ctx, gid)

@@ -283,6 +283,9 @@ pub enum Op {
     GcScanAll(u8),
     /// `gcComputeStartingStackSize`.
     GcComputeStartingStackSize,
+    /// `markrootFreeGStacks` (the GC root job freeing dead goroutines'
+    /// stacks) on the i-th P.
+    GcFreeGStacks(u8),
     /// `runtime.Goexit`.
     Exit(Who, GSel),
     /// `runtime.Goexit` of up to n runnable goroutines, in id order.
@@ -362,6 +365,7 @@ impl Op {
             Op::GcScan(..) => "GcScan",
             Op::GcScanAll(_) => "GcScanAll",
             Op::GcComputeStartingStackSize => "GcComputeStartingStackSize",
+            Op::GcFreeGStacks(_) => "GcFreeGStacks",
             Op::Exit(..) => "Exit",
             Op::ExitBurst(..) => "ExitBurst",
             Op::MakeChan(_) => "MakeChan",

@@ -270,7 +270,7 @@ fn shrink_scan_preempt_and_force_move() {
             p.name
         );
         both!(p, |x| x.gc_end()).unwrap();
-        both!(p, |x| x.gc_compute_starting_stack_size());
+        both!(p, |x| x.gc_compute_starting_stack_size()).unwrap();
         both!(p, |x| x.free_stack_spans()).unwrap();
     });
 }

@@ -280,8 +280,11 @@ impl gostack_models::Machine for Skewed {
     fn gc_scan(&mut self, p: u32, gid: u32) -> Result<(), Throw> {
         self.inner.gc_scan(p, gid)
     }
-    fn gc_compute_starting_stack_size(&mut self) {
+    fn gc_compute_starting_stack_size(&mut self) -> Result<(), Throw> {
         self.inner.gc_compute_starting_stack_size()
+    }
+    fn gc_free_g_stacks(&mut self, p: u32) -> Result<(), Throw> {
+        self.inner.gc_free_g_stacks(p)
     }
     fn exit(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
         self.inner.exit(ctx, gid)

@@ -43,7 +43,10 @@ pub const BRANCHES: &[&str] = &[
     "gfput: keep the stack",
     "gfput: free the stack",
     "gfput: spill to the global lists",
+    "markrootFreeGStacks: free a dead goroutine's stack",
+    "gcMarkTermination: markrootFreeGStacks left over",
     "newstack: preempt",
+    "newstack: preempt refused (canPreemptM)",
     "newstack: preempt then shrink",
     "newstack: grow",
     "newstack: grow more than twice",
@@ -116,6 +119,8 @@ fn misuse_name(m: &Misuse) -> &'static str {
         Misuse::WouldBlock(_) => "misuse: would block",
         Misuse::BadReturnAddress(_) => "misuse: bad return address",
         Misuse::NosplitOverrun(_) => "misuse: nosplit overrun",
+        Misuse::RootJobDone(_) => "misuse: root job already done",
+        Misuse::StartingStackTooLarge(_) => "misuse: starting stack above 2^30",
     }
 }
 
@@ -129,6 +134,7 @@ pub const REACHABLE_GO_THROWS: &[GoThrow] = &[
     GoThrow::OutOfMemory,
     GoThrow::FreeingStackNotInStackSpan,
     GoThrow::BadSpanState,
+    GoThrow::MSpanListInsert,
     GoThrow::StackOverflow,
     GoThrow::InvalidPointerOnStack,
 ];

@@ -262,6 +262,9 @@ pub struct Goroutines {
     pub maxstacksize: u64,
     /// Per P: (`scannedStackSize`, `scannedStacks`).
     pub scanned: BTreeMap<u32, (u64, u64)>,
+    /// The GC root job `markrootFreeGStacks` has run in this cycle (reset
+    /// by `gcStart`).
+    pub free_g_stacks_done: bool,
     /// Heap words for heap-allocated defer records: the next free address
     /// in the current heap span, and its end.
     pub heap_bump: (u64, u64),
@@ -704,7 +707,14 @@ impl State {
             g.stack = stk;
             g.stackguard0 = guard;
         }
-        let fresh = self.new_g(self.g(id)?.stack);
+        // Only the stack survives from the dead goroutine's fields here,
+        // and `preemptShrink`: Go clears that flag only in newstack's
+        // preemption branch, never in gfput, gfget or newproc1
+        // (runtime/proc.go), so a shrink the GC asked of the goroutine's
+        // previous life happens at the new one's first preemption.
+        let old = self.g(id)?;
+        let mut fresh = self.new_g(old.stack);
+        fresh.preempt_shrink = old.preempt_shrink;
         *self.g_mut(id)? = fresh;
         Ok(Some(id))
     }
@@ -1116,6 +1126,18 @@ impl State {
             return Err(GoThrow::StackGrowthAfterFork.into());
         }
         let preempt = g.stackguard0 == c.stack_preempt;
+        if preempt && (ctx.preemptoff || ctx.p.is_none()) {
+            // canPreemptM (runtime/preempt.go) says no: the M has
+            // preemption off (or holds locks, or is in malloc, which the
+            // spec folds into `preemptoff`), or has no running P. Go only
+            // gives the guard back and lets the goroutine run on: no shrink,
+            // and a pending `preemptShrink` stays for a later preemption.
+            // This comes before newstack's stack checks, as in Go.
+            crate::coverage::hit("newstack: preempt refused (canPreemptM)");
+            let g = self.g_mut(gid)?;
+            g.stackguard0 = g.stack.lo.wrapping_add(c.stack_guard);
+            return Ok(());
+        }
         if g.stack.lo == 0 {
             return Err(GoThrow::MissingStackInNewstack.into());
         }
@@ -1372,10 +1394,16 @@ impl State {
         };
         let p = self.ptr();
         let oldfp = g.bp;
+        let fp_enabled = matches!(self.config.profile.goarch, Goarch::Amd64 | Goarch::Arm64);
         {
             let gm = self.g_mut(gid)?;
             gm.ctxt = adj(gm.ctxt);
-            gm.bp = adj(gm.bp);
+            // adjustctxt leaves sched.bp alone where the toolchain keeps no
+            // frame pointers (`framepointer_enabled`: amd64 and arm64 only;
+            // so not on 386).
+            if fp_enabled {
+                gm.bp = adj(gm.bp);
+            }
             gm.defer_head = adj(gm.defer_head);
         }
         if self.arm64_fp_adjusted() && oldfp == g.sp.wrapping_sub(p) {
@@ -1507,20 +1535,35 @@ impl State {
     /// Go: `gcComputeStartingStackSize` (runtime/stack.go), run at the end of
     /// each GC: the average scanned stack plus the guard, rounded up to a
     /// power of two, between fixedStack and maxstacksize.
-    pub fn gc_compute_starting_stack_size(&mut self) {
+    ///
+    /// The average is clamped to `maxstacksize`, which fits in 30 bits
+    /// unless `debug.SetMaxStack` raised it; Go's `round2` takes an `int32`
+    /// and loops forever on values above 2^30, so the spec refuses those
+    /// with [`Misuse::StartingStackTooLarge`] (and changes nothing).
+    pub fn gc_compute_starting_stack_size(&mut self) -> Result<(), Throw> {
+        let next = self.next_starting_stack_size()?;
+        self.gor.scanned.clear();
+        self.gor.starting_stack_size = next;
+        Ok(())
+    }
+
+    /// What [`State::gc_compute_starting_stack_size`] would set.
+    pub(crate) fn next_starting_stack_size(&self) -> Result<u64, Throw> {
         let (mut size, mut n) = (0u64, 0u64);
-        for (_, (s, c)) in std::mem::take(&mut self.gor.scanned) {
+        for &(s, c) in self.gor.scanned.values() {
             size += s;
             n += c;
         }
         let fixed = self.consts.fixed_stack;
         if n == 0 {
-            self.gor.starting_stack_size = fixed;
-            return;
+            return Ok(fixed);
         }
         let avg =
             (size / n + self.consts.stack_guard).clamp(fixed, self.gor.maxstacksize.max(fixed));
-        self.gor.starting_stack_size = avg.next_power_of_two();
+        if avg > 1 << 30 {
+            return Err(Misuse::StartingStackTooLarge(avg).into());
+        }
+        Ok(avg.next_power_of_two())
     }
 
     /// Go: `goexit0` → `gdestroy` → `gfput` (runtime/proc.go): the
@@ -1576,6 +1619,52 @@ impl State {
         }
         self.gor.sched_gfree_stack.extend(with);
         self.gor.sched_gfree_nostack.extend(without);
+    }
+
+    /// The GC root job that frees dead goroutines' stacks, run by a mark
+    /// worker on P `p`.
+    ///
+    /// Go: `markrootFreeGStacks` (runtime/mgcmark.go, Go 1.19 and 1.23),
+    /// the root job `fixedRootFreeGStacks` of `markroot`: it takes the
+    /// whole global list of dead goroutines with stacks
+    /// (`sched.gFree.stack`), `stackfree`s each stack from the head on, on
+    /// the worker's P (so small stacks go onto that P's cache, and pool
+    /// spans emptied now wait for `freeStackSpans`), zeroes each G's stack
+    /// bounds (not its `stackguard0`), and pushes the list, in its order,
+    /// onto the front of `sched.gFree.noStack`. The Ps' own free lists are
+    /// left alone.
+    ///
+    /// Each root job runs exactly once per cycle, during `_GCmark`: a
+    /// second run is refused ([`Misuse::RootJobDone`]), and
+    /// [`State::gc_mark_termination`] runs it first if no worker has (mark
+    /// termination begins only when no root work is left).
+    pub fn gc_free_g_stacks(&mut self, p: u32) -> Result<(), Throw> {
+        self.transact(|s| {
+            s.require_phase("markrootFreeGStacks", crate::stack::GcPhase::Mark)?;
+            s.stack_p_exists(p)?;
+            if s.gor.free_g_stacks_done {
+                return Err(Misuse::RootJobDone("markrootFreeGStacks").into());
+            }
+            s.free_g_stacks_inner(Ctx::on(p))
+        })
+    }
+
+    /// `markrootFreeGStacks` from the M of `ctx` (see
+    /// [`State::gc_free_g_stacks`]).
+    pub(crate) fn free_g_stacks_inner(&mut self, ctx: Ctx) -> Result<(), Throw> {
+        self.gor.free_g_stacks_done = true;
+        // The list's head is the Vec's end.
+        let list = std::mem::take(&mut self.gor.sched_gfree_stack);
+        for &id in list.iter().rev() {
+            crate::coverage::hit("markrootFreeGStacks: free a dead goroutine's stack");
+            let stk = self.g(id)?.stack;
+            self.stackfree_inner(ctx, stk)?;
+            self.g_mut(id)?.stack = Stack { lo: 0, hi: 0 };
+        }
+        // gQueue.pushAll puts the whole list, head first, before the
+        // present head of noStack.
+        self.gor.sched_gfree_nostack.extend(list);
+        Ok(())
     }
 
     /// Ends goroutine `gid` from wherever it stands (`runtime.Goexit`).

@@ -26,6 +26,10 @@ pub enum GoThrow {
     /// `stackfree` (runtime/stack.go), large path: the address is in a span
     /// that is not a stack span.
     BadSpanState,
+    /// `mSpanList.insert` (runtime/mheap.go): a span already on a list
+    /// (here: a large stack span waiting on `stackLarge`) is inserted
+    /// again.
+    MSpanListInsert,
     /// `badPointer` via `findObject` (runtime/mbitmap.go): the GC found a
     /// pointer into pages that are no longer a live span.
     BadPointerInGoHeap,
@@ -65,6 +69,7 @@ impl GoThrow {
         GoThrow::OutOfMemory,
         GoThrow::FreeingStackNotInStackSpan,
         GoThrow::BadSpanState,
+        GoThrow::MSpanListInsert,
         GoThrow::BadPointerInGoHeap,
         GoThrow::UnknownCallerPc,
         GoThrow::TracebackDidNotUnwind,
@@ -88,6 +93,7 @@ impl GoThrow {
             GoThrow::OutOfMemory => "out of memory",
             GoThrow::FreeingStackNotInStackSpan => "freeing stack not in a stack span",
             GoThrow::BadSpanState => "bad span state",
+            GoThrow::MSpanListInsert => "mSpanList.insert",
             GoThrow::BadPointerInGoHeap => {
                 "found bad pointer in Go heap (incorrect use of unsafe or cgo?)"
             }
@@ -211,6 +217,13 @@ pub enum Misuse {
     /// A NOSPLIT frame (or a CALL) would run off the bottom of the stack: a
     /// program the linker's nosplit check rejects.
     NosplitOverrun(u32),
+    /// A GC root job run a second time in one cycle: `markroot` hands out
+    /// each job once (`work.markrootNext`).
+    RootJobDone(&'static str),
+    /// `gcComputeStartingStackSize` with an average above 2^30 (possible
+    /// only after `debug.SetMaxStack` raised `maxstacksize`): Go's
+    /// `round2(int32)` would loop forever.
+    StartingStackTooLarge(u64),
 }
 
 impl fmt::Display for Misuse {
@@ -267,6 +280,14 @@ impl fmt::Display for Misuse {
             Misuse::NosplitOverrun(g) => write!(
                 f,
                 "gostack: goroutine {g} would run off the bottom of its stack in NOSPLIT code (the linker rejects such programs)"
+            ),
+            Misuse::RootJobDone(job) => write!(
+                f,
+                "gostack: the GC root job {job} already ran in this cycle (each root job runs once per cycle)"
+            ),
+            Misuse::StartingStackTooLarge(avg) => write!(
+                f,
+                "gostack: gcComputeStartingStackSize of an average of {avg} bytes, above 2^30, where Go's round2(int32) never returns"
             ),
         }
     }

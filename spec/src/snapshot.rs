@@ -229,6 +229,8 @@ pub struct WorldSnap {
     /// The heap words for defer records: (next, end) as offsets, `None`
     /// before the first heap defer.
     pub heap_bump: Option<(u64, u64)>,
+    /// The GC root job `markrootFreeGStacks` has run in this cycle.
+    pub free_g_stacks_done: bool,
 }
 
 impl State {
@@ -281,6 +283,7 @@ impl State {
             starting_stack_size: g.starting_stack_size,
             maxstacksize: g.maxstacksize,
             scanned: g.scanned.iter().map(|(&p, &(b, n))| (p, b, n)).collect(),
+            free_g_stacks_done: g.free_g_stacks_done,
             heap_bump: (g.heap_bump != (0, 0)).then(|| {
                 (
                     g.heap_bump.0.wrapping_sub(base),

@@ -546,19 +546,7 @@ impl State {
         let order = self.order_of(n);
         let direct = ctx.p.is_none() || ctx.preemptoff || self.config.no_cache;
         if self.in_use.get(&stk.lo) != Some(&n) {
-            // Not a stack in use. Say what Go would say where it checks.
-            let state = self.heap.span_of(stk.lo).map(|s| s.state);
-            return Err(match (order, state) {
-                (Some(_), Some(SpanState::InUse)) if direct => {
-                    GoThrow::FreeingStackNotInStackSpan.into()
-                }
-                (None, Some(SpanState::InUse)) => GoThrow::BadSpanState.into(),
-                _ => Misuse::NotAStack {
-                    lo: stk.lo,
-                    hi: stk.hi,
-                }
-                .into(),
-            });
+            return Err(self.bad_free(stk, order.is_some(), direct));
         }
         self.in_use.remove(&stk.lo);
         let v = stk.lo;
@@ -593,6 +581,54 @@ impl State {
             }
         }
         Ok(())
+    }
+
+    /// What freeing `stk`, which is not a stack in use, runs into: Go's
+    /// throw where Go checks, [`Misuse::NotAStack`] where Go would corrupt
+    /// its lists and carry on.
+    ///
+    /// Go looks the address up with `spanOfUnchecked`. Arena pages that are
+    /// no span now (a large stack freed twice: its span went back to the
+    /// heap) give Go the dead span that last held them, whose state is not
+    /// `mSpanManual`; so do heap spans. (Arena pages that never held a span
+    /// would give Go a nil span and a fault; the spec answers as for a dead
+    /// one. Addresses outside the arena are [`Misuse::NotAStack`].)
+    /// - the pool path without a cache (`stackpoolfree`): a dead or heap
+    ///   span throws "freeing stack not in a stack span"; a large span
+    ///   waiting on `stackLarge` is still on that list, so pushing it onto
+    ///   the pool list throws "mSpanList.insert";
+    /// - the large path: a dead or heap span throws "bad span state"; a
+    ///   span already on `stackLarge` while the GC runs (a large stack
+    ///   freed twice during one cycle) throws "mSpanList.insert";
+    /// - everything else (the P cache path, which checks nothing; a stack
+    ///   span that is not this stack) is Go's silent corruption.
+    fn bad_free(&self, stk: Stack, small: bool, direct: bool) -> Throw {
+        let span = self.heap.span_of(stk.lo);
+        let in_arena = stk
+            .lo
+            .checked_sub(self.heap.base)
+            .is_some_and(|off| off / PAGE_SIZE < self.heap.arena_pages);
+        // Outside the arena Go has no span at all: treat it like a stack
+        // span that is not this stack.
+        let manual = !in_arena || span.is_some_and(|s| s.state == SpanState::Manual);
+        let on_stack_large = span.is_some_and(|s| {
+            s.state == SpanState::Manual && self.stack_large.values().any(|l| l.contains(&s.base))
+        });
+        if small && direct && !manual {
+            GoThrow::FreeingStackNotInStackSpan.into()
+        } else if small && direct && on_stack_large {
+            GoThrow::MSpanListInsert.into()
+        } else if !small && !manual {
+            GoThrow::BadSpanState.into()
+        } else if !small && on_stack_large && self.gcphase != GcPhase::Off {
+            GoThrow::MSpanListInsert.into()
+        } else {
+            Misuse::NotAStack {
+                lo: stk.lo,
+                hi: stk.hi,
+            }
+            .into()
+        }
     }
 
     /// Returns every empty pool span and every `stackLarge` span to the heap.
@@ -652,7 +688,7 @@ impl State {
         }
     }
 
-    fn require_phase(&self, op: &'static str, needs: GcPhase) -> Result<(), Throw> {
+    pub(crate) fn require_phase(&self, op: &'static str, needs: GcPhase) -> Result<(), Throw> {
         if self.gcphase == needs {
             Ok(())
         } else {
@@ -733,11 +769,13 @@ impl State {
             .into());
         }
         self.gcphase = GcPhase::Mark;
+        self.gor.free_g_stacks_done = false;
         Ok(())
     }
 
-    /// Ends marking: every pointer a marker still holds is marked first (mark
-    /// termination starts only when no mark work is left), then `gcphase`
+    /// Ends marking: every pointer a marker still holds is marked first, and
+    /// the root job [`State::gc_free_g_stacks`] runs if no worker ran it
+    /// (mark termination starts only when no mark work is left), then `gcphase`
     /// becomes `_GCmarktermination` (`gcMarkTermination`, runtime/mgc.go).
     pub fn gc_mark_termination(&mut self) -> Result<(), Throw> {
         self.transact(|s| {
@@ -745,9 +783,20 @@ impl State {
             for id in s.markers.keys().copied().collect::<Vec<_>>() {
                 s.gc_mark_inner(id)?;
             }
+            if !s.gor.free_g_stacks_done {
+                // The root job no worker took runs now, as if the last
+                // worker took it on the first P (without a P when every P
+                // was destroyed, which Go never does).
+                crate::coverage::hit("gcMarkTermination: markrootFreeGStacks left over");
+                let ctx = match s.ps.keys().next() {
+                    Some(&p) => Ctx::on(p),
+                    None => Ctx::no_p(),
+                };
+                s.free_g_stacks_inner(ctx)?;
+            }
             // gcMarkDone computes the next starting stack size from the
             // stacks scanned this cycle (runtime/mgc.go).
-            s.gc_compute_starting_stack_size();
+            s.gc_compute_starting_stack_size()?;
             s.gcphase = GcPhase::MarkTermination;
             Ok(())
         })

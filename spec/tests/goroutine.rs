@@ -971,3 +971,214 @@ fn growth_is_bounded_by_maxstackceiling() {
     t.s.set_max_stack(8 << 30);
     t.call_fails(g, huge, Throw::Go(GoThrow::StackOverflow));
 }
+
+/// Fills P's free list to 64 so that gfput spills 33 dead goroutines, with
+/// their fixedStack stacks, to `sched.gFree.stack`; returns them.
+fn spill_dead_goroutines(t: &mut T) -> Vec<u32> {
+    let bottom = t.func(ptr_func(t, "bottom", 2));
+    let gs: Vec<u32> = (0..64).map(|_| t.spawn(bottom)).collect();
+    let ctx = t.ctx();
+    for &g in &gs {
+        t.s.exit(ctx, g).unwrap();
+    }
+    t.ok();
+    gs
+}
+
+/// The GC frees dead goroutines' stacks: `markrootFreeGStacks`
+/// (runtime/mgcmark.go, Go 1.19 and 1.23), a root job of every cycle,
+/// frees the stacks of the goroutines on the global free list from its
+/// head, on the worker's P, and moves them in order to the front of
+/// `sched.gFree.noStack`; the Ps' own lists keep their stacks. Each root
+/// job runs once per cycle, during mark.
+#[test]
+fn gc_frees_dead_goroutines_stacks() {
+    let mut t = T::new("amd64");
+    let gs = spill_dead_goroutines(&mut t);
+    let global = t.s.gor.sched_gfree_stack.clone();
+    assert_eq!(global.len(), 33);
+    let local = t.s.gor.p_gfree[&t.p].clone();
+    let inuse = t.s.stats().stack_inuse;
+    assert_eq!(inuse, 64 * 2 * K, "64 stacks of 2 KiB, in 4 whole spans");
+    let p = t.p;
+    // Outside mark: refused.
+    let before = t.s.clone();
+    assert!(matches!(
+        t.s.gc_free_g_stacks(p),
+        Err(Throw::Misuse(Misuse::WrongGcPhase { .. }))
+    ));
+    assert_eq!(t.s, before);
+    t.s.gc_start().unwrap();
+    let guards: Vec<u64> = global.iter().map(|g| t.s.gor.gs[g].stackguard0).collect();
+    t.s.gc_free_g_stacks(p).unwrap();
+    t.ok();
+    assert!(t.s.gor.sched_gfree_stack.is_empty());
+    assert_eq!(t.s.gor.sched_gfree_nostack, global, "same list, same order");
+    assert_eq!(t.s.gor.p_gfree[&p], local, "the P's own list is left alone");
+    for (g, guard) in global.iter().zip(guards) {
+        let gg = &t.s.gor.gs[g];
+        assert_eq!((gg.stack.lo, gg.stack.hi), (0, 0));
+        assert_eq!(
+            gg.stackguard0, guard,
+            "markrootFreeGStacks leaves stackguard0"
+        );
+    }
+    for g in &local {
+        assert_eq!(t.size(*g), 2 * K);
+    }
+    // The frees went through the worker's P cache (which releases to the
+    // pool when full); emptied pool spans wait for the end of the cycle.
+    assert_eq!(t.s.stats().stack_inuse, inuse);
+    assert!(t.s.ps[&p].stackcache[0].size > 0);
+    // Once per cycle.
+    let before = t.s.clone();
+    assert_eq!(
+        t.s.gc_free_g_stacks(p),
+        Err(Throw::Misuse(Misuse::RootJobDone("markrootFreeGStacks")))
+    );
+    assert_eq!(t.s, before);
+    t.gc_end();
+    // 31 stacks of 2 KiB remain in use, 16 to a 32 KiB span.
+    let spans: std::collections::BTreeSet<u64> =
+        t.s.in_use.keys().map(|lo| lo / (32 * K)).collect();
+    assert_eq!(t.s.in_use.len(), 31);
+    assert_eq!(t.s.stats().stack_inuse, spans.len() as u64 * 32 * K);
+    assert!(t.s.stats().stack_inuse <= 3 * 32 * K);
+    // A new P takes 32 from the global lists (31 on P0 stay): the
+    // goroutines without stacks get new ones of the starting size.
+    let q = t.s.create_p();
+    let bottom = 0;
+    let g = t.s.spawn(Ctx::on(q), bottom).unwrap();
+    t.ok();
+    assert!(gs.contains(&g) && global.contains(&g));
+    assert_eq!(t.size(g), 2 * K);
+}
+
+/// Mark termination starts only when no root work is left: a cycle in
+/// which no worker ran `markrootFreeGStacks` runs it at mark termination
+/// (on the first P), so `gc_end` alone frees the global list's stacks.
+#[test]
+fn gc_end_runs_the_free_stacks_job_left_over() {
+    for release in ["1.19", "1.23"] {
+        let mut c = Config::new(Profile::parse("linux", "amd64", false, release).unwrap());
+        c.arena_bytes = 256 << 20;
+        let mut s = State::new(c).unwrap();
+        let p = s.create_p();
+        let mut t = T { s, p };
+        spill_dead_goroutines(&mut t);
+        let global = t.s.gor.sched_gfree_stack.clone();
+        t.s.gc_start().unwrap();
+        t.gc_end();
+        assert!(t.s.gor.sched_gfree_stack.is_empty(), "Go {release}");
+        assert_eq!(t.s.gor.sched_gfree_nostack, global);
+        assert!(t.s.stats().stack_inuse <= 3 * 32 * K);
+        // The next cycle runs it again (on an empty list).
+        t.s.gc_start().unwrap();
+        t.s.gc_free_g_stacks(p).unwrap();
+        t.gc_end();
+    }
+}
+
+/// newstack with stackguard0 = stackPreempt on an M that `canPreemptM`
+/// (runtime/preempt.go) refuses (preemption off, or no running P): Go
+/// gives the guard back and resumes (runtime/stack.go newstack, Go 1.19
+/// and 1.23); no shrink, and `preemptShrink` stays for a later preemption.
+#[test]
+fn newstack_leaves_a_non_preemptible_m_alone() {
+    let mut t = T::new("386");
+    let g = grown_then_shallow(&mut t, 60);
+    let big = t.size(g);
+    t.s.enter_syscall(g).unwrap();
+    t.scan(g);
+    t.s.exit_syscall(g).unwrap();
+    assert!(t.s.gor.gs[&g].preempt_shrink);
+    let f = t.func(Func::new("f", 64));
+    for ctx in [
+        Ctx {
+            p: Some(t.p),
+            preemptoff: true,
+        },
+        Ctx::no_p(),
+    ] {
+        t.s.request_preempt(g).unwrap();
+        t.s.call(ctx, g, 0, f).unwrap();
+        t.ok();
+        let gg = &t.s.gor.gs[&g];
+        assert_eq!(t.size(g), big, "no shrink");
+        assert!(gg.preempt_shrink, "the request stays");
+        assert_eq!(gg.stackguard0, gg.stack.lo + t.s.consts.stack_guard);
+        t.ret(g);
+    }
+    // A preemptible M shrinks at the preemption.
+    t.s.request_preempt(g).unwrap();
+    t.call(g, 0, f);
+    assert_eq!(t.size(g), big / 2);
+    assert!(!t.s.gor.gs[&g].preempt_shrink);
+    t.gc_end();
+}
+
+/// `preemptShrink` survives death and reuse: Go clears it only in
+/// newstack's preemption branch (runtime/stack.go), not in gfput, gfget or
+/// newproc1 (runtime/proc.go; Go 1.19 and 1.23).
+#[test]
+fn preempt_shrink_survives_death_and_reuse() {
+    let mut t = T::new("amd64");
+    let g = grown_then_shallow(&mut t, 60);
+    t.s.enter_syscall(g).unwrap();
+    t.scan(g);
+    t.s.exit_syscall(g).unwrap();
+    t.gc_end();
+    assert!(t.s.gor.gs[&g].preempt_shrink);
+    let ctx = t.ctx();
+    t.s.exit(ctx, g).unwrap();
+    assert!(t.s.gor.gs[&g].preempt_shrink);
+    let bottom = t.func(ptr_func(&t, "bottom2", 2));
+    let g2 = t.spawn(bottom);
+    assert_eq!(g2, g, "the dead G is reused");
+    assert!(t.s.gor.gs[&g2].preempt_shrink, "the flag came along");
+    // Its first preemption serves the old request.
+    let f = t.func(Func::new("f", 64));
+    t.s.request_preempt(g2).unwrap();
+    t.call(g2, 0, f);
+    assert!(!t.s.gor.gs[&g2].preempt_shrink);
+}
+
+/// adjustctxt adjusts `sched.bp` only where `framepointer_enabled`
+/// (runtime/runtime2.go: amd64 and arm64, in Go 1.19 and 1.23): on 386 a
+/// value in the BP register (which the compiler uses as a general
+/// register there) is left as it was when the stack moves. (amd64's and
+/// arm64's adjustment: saved_frame_pointers_follow_the_stack.)
+#[test]
+fn sched_bp_is_not_adjusted_on_386() {
+    let mut t = T::new("386");
+    let bottom = t.func(ptr_func(&t, "bottom", 4));
+    let g = t.spawn(bottom);
+    let bp = t.s.gor.gs[&g].sp + 8;
+    t.s.gor.gs.get_mut(&g).unwrap().bp = bp;
+    let (old_hi, f) = (t.hi(g), t.func(Func::new("f", 64)));
+    t.s.request_force_move(g).unwrap();
+    t.call(g, 0, f);
+    assert_ne!(t.hi(g), old_hi, "the stack moved");
+    assert_eq!(t.s.gor.gs[&g].bp, bp);
+}
+
+/// gcComputeStartingStackSize (runtime/stack.go) rounds the average with
+/// `round2(int32)`, which never returns above 2^30; the average can get
+/// there only after `debug.SetMaxStack` raised `maxstacksize`. Refused,
+/// nothing changed; 2^30 itself is fine.
+#[test]
+fn starting_stack_size_above_2_30_is_refused() {
+    let mut t = T::new("amd64");
+    t.s.set_max_stack(8 << 30);
+    let guard = t.s.consts.stack_guard;
+    t.s.gor.scanned.insert(t.p, ((1 << 30) + 1 - guard, 1));
+    let before = t.s.clone();
+    assert_eq!(
+        t.s.gc_compute_starting_stack_size(),
+        Err(Throw::Misuse(Misuse::StartingStackTooLarge((1 << 30) + 1)))
+    );
+    assert_eq!(t.s, before);
+    t.s.gor.scanned.insert(t.p, ((1 << 30) - guard, 1));
+    t.s.gc_compute_starting_stack_size().unwrap();
+    assert_eq!(t.s.gor.starting_stack_size, 1 << 30);
+}

@@ -593,9 +593,10 @@ fn bad_frees() {
         s.stackfree(Ctx::on(p), big_in_heap)
     });
     assert_eq!(GoThrow::BadSpanState.to_string(), "bad span state");
-    // Large: double free, and an address outside every span.
+    // Large: double free (its span went back to the heap: Go finds the
+    // dead span), and an address outside the arena.
     free(&mut s, Ctx::on(p), big);
-    refused(&mut s, not_a_stack(big.lo, big.hi), |s| {
+    refused(&mut s, Throw::Go(GoThrow::BadSpanState), |s| {
         s.stackfree(Ctx::on(p), big)
     });
     refused(&mut s, not_a_stack(0x1000, 0x1000 + 64 * K), |s| {
@@ -695,4 +696,73 @@ fn gc_phase_rules() {
     s.free_stack_spans().unwrap();
     s.gc_start().unwrap();
     assert_eq!(s.gcphase, GcPhase::Mark);
+}
+
+/// Double frees where Go's checks fire (runtime/stack.go `stackfree` and
+/// `stackpoolfree`, runtime/mheap.go `mSpanList.insert`; the same in Go
+/// 1.19 and 1.23): Go looks the address up with `spanOfUnchecked`, so what
+/// it says depends on what became of the span.
+#[test]
+fn double_frees_get_go_throws() {
+    for release in ["1.19", "1.23"] {
+        let mut s = state_for("linux/amd64", release);
+        let p = s.create_p();
+        // A large stack freed twice with the GC off: its span went back to
+        // the heap and is dead.
+        let big = alloc(&mut s, Ctx::on(p), 64 * K);
+        free(&mut s, Ctx::on(p), big);
+        refused(&mut s, Throw::Go(GoThrow::BadSpanState), |s| {
+            s.stackfree(Ctx::on(p), big)
+        });
+        // Freed twice during one GC cycle: the span waits on stackLarge,
+        // and inserting it again throws.
+        let big = alloc(&mut s, Ctx::on(p), 64 * K);
+        s.gc_start().unwrap();
+        free(&mut s, Ctx::on(p), big);
+        refused(&mut s, Throw::Go(GoThrow::MSpanListInsert), |s| {
+            s.stackfree(Ctx::on(p), big)
+        });
+        assert_eq!(GoThrow::MSpanListInsert.to_string(), "mSpanList.insert");
+        // A small stack freed through the pool path onto that listed large
+        // span: stackpoolfree inserts the span into the pool list.
+        let inside = Stack {
+            lo: big.lo,
+            hi: big.lo + 2 * K,
+        };
+        refused(&mut s, Throw::Go(GoThrow::MSpanListInsert), |s| {
+            s.stackfree(Ctx::no_p(), inside)
+        });
+        // Once the GC is off but before freeStackSpans, Go would free the
+        // listed span to the heap and corrupt stackLarge: ours.
+        s.gc_mark_termination().unwrap();
+        s.gc_off().unwrap();
+        refused(
+            &mut s,
+            Throw::Misuse(Misuse::NotAStack {
+                lo: big.lo,
+                hi: big.hi,
+            }),
+            |s| s.stackfree(Ctx::on(p), big),
+        );
+        s.free_stack_spans().unwrap();
+        // A small stack freed twice through the pool path after its span
+        // went back to the heap: the dead span is not a stack span.
+        let small = alloc(&mut s, Ctx::no_p(), 2 * K);
+        free(&mut s, Ctx::no_p(), small);
+        assert!(s.heap.span_of(small.lo).is_none(), "the empty span left");
+        refused(
+            &mut s,
+            Throw::Go(GoThrow::FreeingStackNotInStackSpan),
+            |s| s.stackfree(Ctx::no_p(), small),
+        );
+        // Through a P's cache Go checks nothing: ours.
+        refused(
+            &mut s,
+            Throw::Misuse(Misuse::NotAStack {
+                lo: small.lo,
+                hi: small.hi,
+            }),
+            |s| s.stackfree(Ctx::on(p), small),
+        );
+    }
 }
