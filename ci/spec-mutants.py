@@ -65,6 +65,17 @@ MUTANTS = [
      "if fp_enabled {\n                gm.bp", "if true {\n                gm.bp"),
     ("a large stack freed twice in one GC cycle is ours, not Go's mSpanList.insert", "spec/src/stack.rs",
      "} else if !small && on_stack_large && self.gcphase != GcPhase::Off {", "} else if false {"),
+    ("entersyscall leaves the guard (no stackPreempt poisoning)", "spec/src/goroutine.rs",
+     "g.status = GStatus::Syscall;\n        g.stackguard0 = preempt;", "g.status = GStatus::Syscall;\n        let _ = preempt;"),
+    ("newstack ignores throwsplit", "spec/src/goroutine.rs",
+     "if g.throwsplit {", "if false {"),
+    ("exitsyscall forgets a pending preemption", "spec/src/goroutine.rs",
+     "g.stackguard0 = if g.preempt {", "g.stackguard0 = if false {"),
+    ("suspendG keeps a pending preemption or forced move", "spec/src/goroutine.rs",
+     "// stack's (runtime/preempt.go, Go 1.19 and 1.23).\n            s.execute(gid)?;",
+     "// stack's (runtime/preempt.go, Go 1.19 and 1.23).\n            let _ = gid;"),
+    ("BeforeFork leaves the guard", "spec/src/goroutine.rs",
+     "g.stackguard0 = fork;", "let _ = fork;"),
 ]
 
 TESTS = ["stackalloc", "gc_marker", "stackalloc_props", "goroutine", "goroutine_props"]

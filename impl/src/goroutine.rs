@@ -102,8 +102,10 @@ struct Num {
     guard: u64,
     preempt_shrink: bool,
     safe: bool,
-    /// `canPreemptM`: the M has a P and preemption on.
+    /// `canPreemptM`: the M has a P, preemption on, and no lock (fork).
     preemptible: bool,
+    /// `throwsplit`: in a system call.
+    throwsplit: bool,
 }
 
 /// The goroutine part of a [`Runtime`].
@@ -175,6 +177,9 @@ fn new_g(stk: Stack, guard: u64) -> G {
         syscallsp: 0,
         async_safe_point: false,
         preempt_shrink: false,
+        preempt: false,
+        throwsplit: false,
+        forking: false,
         parking_on_chan: false,
         active_stack_chans: false,
         select_done: false,
@@ -274,13 +279,47 @@ impl Runtime {
             .ok_or_else(|| Misuse::NoSuchG(id).into())
     }
 
+    /// Running Go code (as the spec's `require_runnable`): runnable, not
+    /// waiting, not stopped at an async safe point.
     fn require_runnable(&self, gid: u32) -> Result<(), Throw> {
         let g = self.g(gid)?;
-        if g.status == GStatus::Runnable && g.waiting.is_empty() {
+        if g.status == GStatus::Runnable && g.waiting.is_empty() && !g.async_safe_point {
             Ok(())
         } else {
             Err(Misuse::GNotRunnable(gid).into())
         }
+    }
+
+    /// Running Go code and not in the middle of a fork.
+    fn require_runnable_not_forking(&self, gid: u32) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        if self.g(gid)?.forking {
+            return Err(Misuse::GNotRunnable(gid).into());
+        }
+        Ok(())
+    }
+
+    /// A call, or a return (`ret`), also runs in a system call; a return
+    /// there only from a frame called after entersyscall.
+    fn require_can_call(&self, gid: u32, ret: bool) -> Result<(), Throw> {
+        let g = self.g(gid)?;
+        if g.status == GStatus::Syscall && !g.async_safe_point {
+            if ret && g.sp >= g.syscallsp {
+                return Err(Misuse::GNotRunnable(gid).into());
+            }
+            return Ok(());
+        }
+        self.require_runnable(gid)
+    }
+
+    /// `execute`: the goroutine is scheduled; a pending preemption is
+    /// dropped and the guard is the stack's.
+    fn execute(&mut self, gid: u32) -> Result<(), Throw> {
+        let guard = self.consts.stack_guard;
+        let g = self.gm(gid)?;
+        g.preempt = false;
+        g.stackguard0 = g.stack.lo.wrapping_add(guard);
+        Ok(())
     }
 
     fn p_exists(&self, p: u32) -> Result<(), Throw> {
@@ -672,6 +711,7 @@ impl Runtime {
             preempt_shrink: false,
             safe: true,
             preemptible: !ctx.preemptoff,
+            throwsplit: false,
         };
         let (copies, planned) = self.plan_enter(func, num);
         let new_id = cand.unwrap_or(self.gor.gs.len() as u32);
@@ -789,6 +829,9 @@ impl Runtime {
                     if n.guard == c.stack_fork {
                         return Err(GoThrow::StackGrowthAfterFork.into());
                     }
+                    if n.throwsplit {
+                        return Err(GoThrow::StackSplitAtBadTime.into());
+                    }
                     let preempt = n.guard == c.stack_preempt;
                     if preempt && !n.preemptible {
                         n.guard = n.lo.wrapping_add(c.stack_guard);
@@ -876,7 +919,8 @@ impl Runtime {
             guard: g.stackguard0,
             preempt_shrink: g.preempt_shrink,
             safe: self.is_shrink_stack_safe(gid)?,
-            preemptible: ctx.p.is_some() && !ctx.preemptoff,
+            preemptible: ctx.p.is_some() && !ctx.preemptoff && !g.forking,
+            throwsplit: g.throwsplit,
         };
         let (copies, planned) = self.plan_enter(func, num);
         let fix = |t: Throw| match t {
@@ -984,7 +1028,7 @@ impl Runtime {
     /// The innermost function calls `callee` from its site `site` (as
     /// `State::call`).
     pub fn call(&mut self, ctx: Ctx, gid: u32, site: usize, callee: usize) -> Result<(), Throw> {
-        self.require_runnable(gid)?;
+        self.require_can_call(gid, false)?;
         let Pc::At(func, _) = self.g(gid)?.pc else {
             return Err(Misuse::NotAtEntry(gid).into());
         };
@@ -1040,7 +1084,7 @@ impl Runtime {
     /// The innermost function returns; from the bottom function the
     /// goroutine ends (as `State::ret`).
     pub fn ret(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
-        self.require_runnable(gid)?;
+        self.require_can_call(gid, true)?;
         let g = self.g(gid)?;
         let Pc::At(func, _) = g.pc else {
             return Err(Misuse::NotAtEntry(gid).into());
@@ -1244,18 +1288,17 @@ impl Runtime {
         if g.status == GStatus::Dead {
             return Err(Misuse::GNotRunnable(gid).into());
         }
+        g.preempt = true;
         g.stackguard0 = preempt;
         Ok(())
     }
 
-    /// `stackguard0 = stackForceMove`.
+    /// `stackguard0 = stackForceMove` (`gcTestMoveStackOnNextCall`, which
+    /// the goroutine calls on itself).
     pub fn request_force_move(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_runnable_not_forking(gid)?;
         let force = self.consts.stack_force_move;
-        let g = self.gm(gid)?;
-        if g.status == GStatus::Dead {
-            return Err(Misuse::GNotRunnable(gid).into());
-        }
-        g.stackguard0 = force;
+        self.gm(gid)?.stackguard0 = force;
         Ok(())
     }
 
@@ -1280,8 +1323,11 @@ impl Runtime {
         if g.stackguard0 == fork {
             return Err(GoThrow::StackGrowthAfterFork.into());
         }
+        if g.throwsplit {
+            return Err(GoThrow::StackSplitAtBadTime.into());
+        }
         let preempt = g.stackguard0 == preempt_v;
-        if preempt && (ctx.preemptoff || ctx.p.is_none()) {
+        if preempt && (ctx.preemptoff || ctx.p.is_none() || g.forking) {
             // canPreemptM says no: the guard comes back, nothing else
             // changes (preemptShrink stays).
             let g = self.gm(gid)?;
@@ -1307,9 +1353,8 @@ impl Runtime {
                     return Err(e);
                 }
             }
-            let g = self.gm(gid)?;
-            g.stackguard0 = g.stack.lo + guard;
-            return Ok(());
+            // gopreempt_m, then execute.
+            return self.execute(gid);
         }
         let oldsize = g.stack.hi - g.stack.lo;
         let mut newsize = oldsize * 2;
@@ -1697,29 +1742,82 @@ impl Runtime {
 
     // ---- syscalls, scans, exits -------------------------------------------------
 
-    /// `entersyscall`.
+    /// `reentersyscall`: syscallsp set, the guard poisoned with
+    /// stackPreempt, `throwsplit` set.
     pub fn enter_syscall(&mut self, gid: u32) -> Result<(), Throw> {
-        self.require_runnable(gid)?;
+        self.require_runnable_not_forking(gid)?;
+        let preempt = self.consts.stack_preempt;
         let g = self.gm(gid)?;
         g.syscallsp = g.sp;
         g.status = GStatus::Syscall;
+        g.stackguard0 = preempt;
+        g.throwsplit = true;
         Ok(())
     }
 
-    /// `exitsyscall`.
+    /// `exitsyscall`, fast path: the guard restored from `preempt`.
     pub fn exit_syscall(&mut self, gid: u32) -> Result<(), Throw> {
+        let (preempt_v, guard) = (self.consts.stack_preempt, self.consts.stack_guard);
         let g = self.gm(gid)?;
         if g.status != GStatus::Syscall {
             return Err(Misuse::GNotRunnable(gid).into());
         }
         g.syscallsp = 0;
         g.status = GStatus::Runnable;
+        g.throwsplit = false;
+        g.stackguard0 = if g.preempt {
+            preempt_v
+        } else {
+            g.stack.lo.wrapping_add(guard)
+        };
         Ok(())
     }
 
-    /// Sets or clears `asyncSafePoint`.
+    /// `exitsyscall`, slow path (`exitsyscall0`, then `execute`).
+    pub fn exit_syscall0(&mut self, gid: u32) -> Result<(), Throw> {
+        let g = self.gm(gid)?;
+        if g.status != GStatus::Syscall {
+            return Err(Misuse::GNotRunnable(gid).into());
+        }
+        g.syscallsp = 0;
+        g.status = GStatus::Runnable;
+        g.throwsplit = false;
+        self.execute(gid)
+    }
+
+    /// Stops at (or resumes from) an asynchronous preemption:
+    /// `asyncSafePoint`.
     pub fn set_async_safe_point(&mut self, gid: u32, on: bool) -> Result<(), Throw> {
+        if on {
+            self.require_runnable_not_forking(gid)?;
+        } else if !self.g(gid)?.async_safe_point {
+            return Err(Misuse::GNotRunnable(gid).into());
+        }
         self.gm(gid)?.async_safe_point = on;
+        Ok(())
+    }
+
+    /// `syscall_runtime_BeforeFork`: stackguard0 = stackFork, the M
+    /// locked.
+    pub fn before_fork(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_runnable_not_forking(gid)?;
+        let fork = self.consts.stack_fork;
+        let g = self.gm(gid)?;
+        g.forking = true;
+        g.stackguard0 = fork;
+        Ok(())
+    }
+
+    /// `syscall_runtime_AfterFork`: the stack's guard again.
+    pub fn after_fork(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        let guard = self.consts.stack_guard;
+        let g = self.gm(gid)?;
+        if !g.forking {
+            return Err(Misuse::GNotRunnable(gid).into());
+        }
+        g.forking = false;
+        g.stackguard0 = g.stack.lo.wrapping_add(guard);
         Ok(())
     }
 
@@ -1744,11 +1842,20 @@ impl Runtime {
                 )
                 .into())
             }
+            _ if g.forking => {
+                return Err(Misuse::WouldBlock(
+                    "scanstack: the goroutine is forking and cannot be preempted; suspendG waits",
+                )
+                .into())
+            }
             _ => {}
         }
         let sp = if g.syscallsp != 0 { g.syscallsp } else { g.sp };
         let bytes = g.stack.hi - sp;
+        let (preempt, guard) = (g.preempt, g.stackguard0);
         let before = self.gor.scanned.get(&p).copied();
+        // suspendG drops any preemption request.
+        self.execute(gid)?;
         let e = self.gor.scanned.entry(p).or_default();
         e.0 += bytes;
         e.1 += 1;
@@ -1763,6 +1870,9 @@ impl Runtime {
                 Some(b) => self.gor.scanned.insert(p, b),
                 None => self.gor.scanned.remove(&p),
             };
+            let g = self.gm(gid)?;
+            g.preempt = preempt;
+            g.stackguard0 = guard;
         }
         r
     }
@@ -1881,7 +1991,7 @@ impl Runtime {
 
     /// Ends goroutine `gid` from wherever it stands (`runtime.Goexit`).
     pub fn exit(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
-        self.require_runnable(gid)?;
+        self.require_runnable_not_forking(gid)?;
         self.goexit(ctx, gid)
     }
 
@@ -1904,7 +2014,7 @@ impl Runtime {
     /// First parking step of a receive or select on `cases` (as
     /// `State::park_begin`).
     pub fn park_begin(&mut self, gid: u32, cases: &[(u32, u64)]) -> Result<(), Throw> {
-        self.require_runnable(gid)?;
+        self.require_runnable_not_forking(gid)?;
         let g = self.g(gid)?;
         let (sp, hi) = (g.sp, g.stack.hi);
         if cases.is_empty() {
@@ -2090,7 +2200,8 @@ impl Runtime {
         let g = &mut self.gor.gs[gid as usize];
         g.active_stack_chans = false;
         g.select_done = false;
-        Ok(())
+        // Scheduled (`execute`) before it resumed.
+        self.execute(gid)
     }
 
     // ---- observation ----------------------------------------------------------------
@@ -2133,6 +2244,9 @@ impl Runtime {
                         g.preempt_shrink,
                         g.parking_on_chan,
                         g.active_stack_chans,
+                        g.preempt,
+                        g.throwsplit,
+                        g.forking,
                     ],
                     used,
                     waiting: g

@@ -266,6 +266,9 @@ fn goroutine_ops() -> impl Strategy<Value = Op> {
         1 => g().prop_map(Op::IsShrinkStackSafe),
         3 => g().prop_map(Op::EnterSyscall),
         3 => g().prop_map(Op::ExitSyscall),
+        1 => g().prop_map(Op::ExitSyscall0),
+        1 => g().prop_map(Op::BeforeFork),
+        1 => g().prop_map(Op::AfterFork),
         2 => (g(), any::<bool>()).prop_map(|(g, on)| Op::SetAsyncSafePoint(g, on)),
         3 => (gwho(), g()).prop_map(|(w, g)| Op::Exit(w, g)),
         2 => (gwho(), 0u8..81).prop_map(|(w, n)| Op::ExitBurst(w, n)),
@@ -315,6 +318,8 @@ fn big() -> impl Strategy<Value = u8> {
 ///   then a sender serves it;
 /// - a goroutine in a syscall (or at an async safe point) is scanned, so
 ///   the shrink waits for its next preemption (preemptShrink);
+/// - calls in a system call (a split throws) and during a fork (a split
+///   throws, unless a preemption request overwrote the guard);
 /// - 64 goroutines die on one P: gfput spills to the global lists;
 /// - dead goroutines keep stacks of the old starting size, the GC raises
 ///   it, a spawn drops the old stack (gfget);
@@ -365,6 +370,29 @@ fn story() -> impl Strategy<Value = Vec<Op>> {
                 Op::SetAsyncSafePoint(GSel::Last, false),
                 Op::RequestPreempt(GSel::Last),
                 Op::Call(w, GSel::Last, 0, 0),
+            ]);
+            ops
+        }),
+        (0u8..10, any::<bool>(), any::<bool>(), 0u8..10).prop_map(move |(f, slow, preempt, f2)| {
+            let mut ops = vec![
+                Op::Spawn(w, 0),
+                Op::EnterSyscall(GSel::Last),
+                Op::Call(w, GSel::Last, 0, f),
+                Op::Ret(w, GSel::Last),
+                if slow {
+                    Op::ExitSyscall0(GSel::Last)
+                } else {
+                    Op::ExitSyscall(GSel::Last)
+                },
+                Op::BeforeFork(GSel::Last),
+            ];
+            if preempt {
+                ops.push(Op::RequestPreempt(GSel::Last));
+            }
+            ops.extend([
+                Op::Call(w, GSel::Last, 0, f2),
+                Op::Ret(w, GSel::Last),
+                Op::AfterFork(GSel::Last),
             ]);
             ops
         }),

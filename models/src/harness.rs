@@ -136,6 +136,9 @@ pub enum Call {
     IsShrinkStackSafe(u32),
     EnterSyscall(u32),
     ExitSyscall(u32),
+    ExitSyscall0(u32),
+    BeforeFork(u32),
+    AfterFork(u32),
     SetAsyncSafePoint(u32, bool),
     GcScan(u32, u32),
     GcScanAll(u32, Vec<u32>),
@@ -281,6 +284,9 @@ pub fn apply<M: Machine + ?Sized>(m: &mut M, call: &Call) -> Result<Out, Throw> 
         Call::IsShrinkStackSafe(g) => m.is_shrink_stack_safe(*g).map(Out::Bool),
         Call::EnterSyscall(g) => unit(m.enter_syscall(*g)),
         Call::ExitSyscall(g) => unit(m.exit_syscall(*g)),
+        Call::ExitSyscall0(g) => unit(m.exit_syscall0(*g)),
+        Call::BeforeFork(g) => unit(m.before_fork(*g)),
+        Call::AfterFork(g) => unit(m.after_fork(*g)),
         Call::SetAsyncSafePoint(g, on) => unit(m.set_async_safe_point(*g, *on)),
         Call::GcScan(p, g) => unit(m.gc_scan(*p, *g)),
         Call::GcScanAll(p, gs) => {
@@ -1318,6 +1324,9 @@ impl<B: Machine> Harness<B> {
             Op::IsShrinkStackSafe(g) => Call::IsShrinkStackSafe(g!(*g)),
             Op::EnterSyscall(g) => Call::EnterSyscall(g!(*g)),
             Op::ExitSyscall(g) => Call::ExitSyscall(g!(*g)),
+            Op::ExitSyscall0(g) => Call::ExitSyscall0(g!(*g)),
+            Op::BeforeFork(g) => Call::BeforeFork(g!(*g)),
+            Op::AfterFork(g) => Call::AfterFork(g!(*g)),
             Op::SetAsyncSafePoint(g, on) => Call::SetAsyncSafePoint(g!(*g), *on),
             Op::GcScan(i, g) => {
                 let p = pick(&ps, (*i).into()).unwrap_or(u32::from(*i) + 100);

@@ -97,6 +97,12 @@ pub trait Machine {
     fn enter_syscall(&mut self, gid: u32) -> Result<(), Throw>;
     /// `exitsyscall`.
     fn exit_syscall(&mut self, gid: u32) -> Result<(), Throw>;
+    /// `exitsyscall`'s slow path (`exitsyscall0`, then `execute`).
+    fn exit_syscall0(&mut self, gid: u32) -> Result<(), Throw>;
+    /// `syscall_runtime_BeforeFork`.
+    fn before_fork(&mut self, gid: u32) -> Result<(), Throw>;
+    /// `syscall_runtime_AfterFork`.
+    fn after_fork(&mut self, gid: u32) -> Result<(), Throw>;
     /// Set `asyncSafePoint`.
     fn set_async_safe_point(&mut self, gid: u32, on: bool) -> Result<(), Throw>;
     /// `scanstack`.
@@ -262,6 +268,15 @@ macro_rules! forward {
             }
             fn exit_syscall(&mut self, gid: u32) -> Result<(), Throw> {
                 <$t>::exit_syscall(self, gid)
+            }
+            fn exit_syscall0(&mut self, gid: u32) -> Result<(), Throw> {
+                <$t>::exit_syscall0(self, gid)
+            }
+            fn before_fork(&mut self, gid: u32) -> Result<(), Throw> {
+                <$t>::before_fork(self, gid)
+            }
+            fn after_fork(&mut self, gid: u32) -> Result<(), Throw> {
+                <$t>::after_fork(self, gid)
             }
             fn set_async_safe_point(&mut self, gid: u32, on: bool) -> Result<(), Throw> {
                 <$t>::set_async_safe_point(self, gid, on)

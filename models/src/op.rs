@@ -274,6 +274,12 @@ pub enum Op {
     EnterSyscall(GSel),
     /// `exitsyscall`.
     ExitSyscall(GSel),
+    /// `exitsyscall`'s slow path (no P free: queued, then `execute`).
+    ExitSyscall0(GSel),
+    /// `syscall_runtime_BeforeFork`.
+    BeforeFork(GSel),
+    /// `syscall_runtime_AfterFork`.
+    AfterFork(GSel),
     /// Set or clear `asyncSafePoint`.
     SetAsyncSafePoint(GSel, bool),
     /// `scanstack` from the i-th P.
@@ -361,6 +367,9 @@ impl Op {
             Op::IsShrinkStackSafe(_) => "IsShrinkStackSafe",
             Op::EnterSyscall(_) => "EnterSyscall",
             Op::ExitSyscall(_) => "ExitSyscall",
+            Op::ExitSyscall0(_) => "ExitSyscall0",
+            Op::BeforeFork(_) => "BeforeFork",
+            Op::AfterFork(_) => "AfterFork",
             Op::SetAsyncSafePoint(..) => "SetAsyncSafePoint",
             Op::GcScan(..) => "GcScan",
             Op::GcScanAll(_) => "GcScanAll",

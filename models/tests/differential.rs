@@ -286,6 +286,15 @@ impl gostack_models::Machine for Skewed {
     fn gc_free_g_stacks(&mut self, p: u32) -> Result<(), Throw> {
         self.inner.gc_free_g_stacks(p)
     }
+    fn exit_syscall0(&mut self, gid: u32) -> Result<(), Throw> {
+        self.inner.exit_syscall0(gid)
+    }
+    fn before_fork(&mut self, gid: u32) -> Result<(), Throw> {
+        self.inner.before_fork(gid)
+    }
+    fn after_fork(&mut self, gid: u32) -> Result<(), Throw> {
+        self.inner.after_fork(gid)
+    }
     fn exit(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
         self.inner.exit(ctx, gid)
     }

@@ -137,6 +137,8 @@ pub const REACHABLE_GO_THROWS: &[GoThrow] = &[
     GoThrow::MSpanListInsert,
     GoThrow::StackOverflow,
     GoThrow::InvalidPointerOnStack,
+    GoThrow::StackSplitAtBadTime,
+    GoThrow::StackGrowthAfterFork,
 ];
 
 /// The counts so far on this thread, clearing them.

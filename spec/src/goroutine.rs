@@ -177,6 +177,18 @@ pub struct G {
     pub async_safe_point: bool,
     /// `preemptShrink`: shrink at the next synchronous safe point.
     pub preempt_shrink: bool,
+    /// `preempt`: a preemption was requested (`preemptone`); survives a
+    /// refused preemption in newstack, and `exitsyscall` re-arms the guard
+    /// from it. Cleared when the goroutine is scheduled (`execute`) or
+    /// suspended by the GC (`suspendG`).
+    pub preempt: bool,
+    /// `throwsplit`: between `entersyscall` and `exitsyscall` a stack
+    /// split is fatal.
+    pub throwsplit: bool,
+    /// Between `syscall_runtime_BeforeFork` and `AfterFork`
+    /// (runtime/proc.go): the M holds a lock (`m.locks`), so it cannot be
+    /// preempted, and `stackguard0` was set to stackFork.
+    pub forking: bool,
     /// `parkingOnChan`.
     pub parking_on_chan: bool,
     /// `activeStackChans`.
@@ -655,6 +667,9 @@ impl State {
             syscallsp: 0,
             async_safe_point: false,
             preempt_shrink: false,
+            preempt: false,
+            throwsplit: false,
+            forking: false,
             parking_on_chan: false,
             active_stack_chans: false,
             select_done: false,
@@ -802,7 +817,7 @@ impl State {
     /// CALL pushes the return address, then the callee's entry runs.
     pub fn call(&mut self, ctx: Ctx, gid: u32, site: usize, callee: usize) -> Result<(), Throw> {
         self.transact(|s| {
-            s.require_runnable(gid)?;
+            s.require_can_call(gid, false)?;
             let Pc::At(func, _) = s.g(gid)?.pc else {
                 return Err(Misuse::NotAtEntry(gid).into());
             };
@@ -863,7 +878,7 @@ impl State {
     /// function ends the goroutine (`goexit`).
     pub fn ret(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
         self.transact(|s| {
-            s.require_runnable(gid)?;
+            s.require_can_call(gid, true)?;
             // RET looks only at the innermost frame (its own return
             // address), never at the outer ones.
             let g0 = s.g(gid)?.clone();
@@ -926,13 +941,43 @@ impl State {
         Ok(())
     }
 
+    /// The goroutine runs Go code: runnable (between operations it stands
+    /// for a running goroutine), not waiting on channels, and not stopped
+    /// at an asynchronous safe point (Go clears `asyncSafePoint` before it
+    /// runs Go code again, runtime/preempt.go `asyncPreempt2`).
     fn require_runnable(&self, gid: u32) -> Result<(), Throw> {
         let g = self.g(gid)?;
-        if g.status == GStatus::Runnable && g.waiting.is_empty() {
+        if g.status == GStatus::Runnable && g.waiting.is_empty() && !g.async_safe_point {
             Ok(())
         } else {
             Err(Misuse::GNotRunnable(gid).into())
         }
+    }
+
+    /// As [`State::require_runnable`], and not between BeforeFork and
+    /// AfterFork: operations that leave the running code (a system call, a
+    /// park, an exit) are not made in the middle of a fork.
+    fn require_runnable_not_forking(&self, gid: u32) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        if self.g(gid)?.forking {
+            return Err(Misuse::GNotRunnable(gid).into());
+        }
+        Ok(())
+    }
+
+    /// A call or a return can also run in a system call (runtime code
+    /// between entersyscall and exitsyscall, which must be NOSPLIT: a
+    /// split there throws); a return only from a frame called after
+    /// entersyscall.
+    fn require_can_call(&self, gid: u32, ret: bool) -> Result<(), Throw> {
+        let g = self.g(gid)?;
+        if g.status == GStatus::Syscall && !g.async_safe_point {
+            if ret && g.sp >= g.syscallsp {
+                return Err(Misuse::GNotRunnable(gid).into());
+            }
+            return Ok(());
+        }
+        self.require_runnable(gid)
     }
 
     /// The address of a slot of frame `frame` (0 = innermost).
@@ -1096,19 +1141,19 @@ impl State {
         if g.status == GStatus::Dead {
             return Err(Misuse::GNotRunnable(gid).into());
         }
+        g.preempt = true;
         g.stackguard0 = preempt;
         Ok(())
     }
 
     /// Asks for a stack move at the next prologue: `stackguard0 =
-    /// stackForceMove` (as `gcTestMoveStackOnNextCall` does).
+    /// stackForceMove`, as `gcTestMoveStackOnNextCall` (runtime/stack.go)
+    /// does; the goroutine calls that on itself, so it must be running Go
+    /// code (not in a system call, a fork, or parked).
     pub fn request_force_move(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_runnable_not_forking(gid)?;
         let force = self.consts.stack_force_move;
-        let g = self.g_mut(gid)?;
-        if g.status == GStatus::Dead {
-            return Err(Misuse::GNotRunnable(gid).into());
-        }
-        g.stackguard0 = force;
+        self.g_mut(gid)?.stackguard0 = force;
         Ok(())
     }
 
@@ -1125,14 +1170,19 @@ impl State {
         if g.stackguard0 == c.stack_fork {
             return Err(GoThrow::StackGrowthAfterFork.into());
         }
+        if g.throwsplit {
+            // A split between entersyscall and exitsyscall.
+            return Err(GoThrow::StackSplitAtBadTime.into());
+        }
         let preempt = g.stackguard0 == c.stack_preempt;
-        if preempt && (ctx.preemptoff || ctx.p.is_none()) {
+        if preempt && (ctx.preemptoff || ctx.p.is_none() || g.forking) {
             // canPreemptM (runtime/preempt.go) says no: the M has
-            // preemption off (or holds locks, or is in malloc, which the
-            // spec folds into `preemptoff`), or has no running P. Go only
-            // gives the guard back and lets the goroutine run on: no shrink,
-            // and a pending `preemptShrink` stays for a later preemption.
-            // This comes before newstack's stack checks, as in Go.
+            // preemption off, holds locks (as during a fork), is in malloc
+            // (the spec folds those into `preemptoff` and `forking`), or
+            // has no running P. Go only gives the guard back and lets the
+            // goroutine run on: no shrink; `preempt` and a pending
+            // `preemptShrink` stay for a later preemption. This comes
+            // before newstack's stack checks, as in Go.
             crate::coverage::hit("newstack: preempt refused (canPreemptM)");
             let g = self.g_mut(gid)?;
             g.stackguard0 = g.stack.lo.wrapping_add(c.stack_guard);
@@ -1160,8 +1210,8 @@ impl State {
                 self.g_mut(gid)?.preempt_shrink = false;
                 self.shrinkstack(ctx, gid)?;
             }
-            let g = self.g_mut(gid)?;
-            g.stackguard0 = g.stack.lo + c.stack_guard;
+            // gopreempt_m: the goroutine yields; `execute` runs it again.
+            self.execute(gid)?;
             return Ok(());
         }
         let oldsize = g.stack.hi - g.stack.lo;
@@ -1463,31 +1513,116 @@ impl State {
         Ok(())
     }
 
-    /// Goroutine `gid` enters a system call (`entersyscall`): `syscallsp`
-    /// is set and its stack may not move.
-    pub fn enter_syscall(&mut self, gid: u32) -> Result<(), Throw> {
-        self.require_runnable(gid)?;
+    /// The scheduler runs goroutine `gid` (`execute`, runtime/proc.go):
+    /// a preemption request made while it waited is dropped and its guard
+    /// is its stack's again.
+    fn execute(&mut self, gid: u32) -> Result<(), Throw> {
+        let guard = self.consts.stack_guard;
         let g = self.g_mut(gid)?;
-        g.syscallsp = g.sp;
-        g.status = GStatus::Syscall;
+        g.preempt = false;
+        g.stackguard0 = g.stack.lo.wrapping_add(guard);
         Ok(())
     }
 
-    /// Goroutine `gid` leaves its system call (`exitsyscall`).
+    /// Goroutine `gid` enters a system call (`reentersyscall`,
+    /// runtime/proc.go): `syscallsp` is set and its stack may not move; the
+    /// guard is poisoned (`stackguard0 = stackPreempt`, so every prologue
+    /// fails) and `throwsplit` set, so that a split before `exitsyscall`
+    /// throws "runtime: stack split at bad time".
+    pub fn enter_syscall(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_runnable_not_forking(gid)?;
+        let preempt = self.consts.stack_preempt;
+        let g = self.g_mut(gid)?;
+        g.syscallsp = g.sp;
+        g.status = GStatus::Syscall;
+        g.stackguard0 = preempt;
+        g.throwsplit = true;
+        Ok(())
+    }
+
+    /// Goroutine `gid` leaves its system call on the fast path
+    /// (`exitsyscall` when `exitsyscallfast` gets a P): the guard is
+    /// restored from `preempt` (stackPreempt if a preemption is pending,
+    /// else the stack's guard: a pending forced move is lost) and
+    /// `throwsplit` cleared.
     pub fn exit_syscall(&mut self, gid: u32) -> Result<(), Throw> {
+        let (preempt_v, guard) = (self.consts.stack_preempt, self.consts.stack_guard);
         let g = self.g_mut(gid)?;
         if g.status != GStatus::Syscall {
             return Err(Misuse::GNotRunnable(gid).into());
         }
         g.syscallsp = 0;
         g.status = GStatus::Runnable;
+        g.throwsplit = false;
+        g.stackguard0 = if g.preempt {
+            preempt_v
+        } else {
+            g.stack.lo.wrapping_add(guard)
+        };
         Ok(())
     }
 
-    /// Marks goroutine `gid` as stopped at an asynchronous safe point (or
-    /// not): `asyncSafePoint`.
+    /// Goroutine `gid` leaves its system call on the slow path
+    /// (`exitsyscall0`, runtime/proc.go: no P was free, so the goroutine
+    /// was queued and `execute` runs it later): a pending preemption is
+    /// dropped and the guard is the stack's.
+    pub fn exit_syscall0(&mut self, gid: u32) -> Result<(), Throw> {
+        let g = self.g_mut(gid)?;
+        if g.status != GStatus::Syscall {
+            return Err(Misuse::GNotRunnable(gid).into());
+        }
+        g.syscallsp = 0;
+        g.status = GStatus::Runnable;
+        g.throwsplit = false;
+        self.execute(gid)
+    }
+
+    /// Goroutine `gid` stops at (`on`), or resumes from, an asynchronous
+    /// preemption: `asyncSafePoint`, set by `asyncPreempt2`
+    /// (runtime/preempt.go) only while the goroutine is parked there, and
+    /// cleared before it runs Go code again. Only a goroutine running Go
+    /// code (not in a system call, a fork, or parked) can be stopped, and
+    /// only one that is stopped can resume; while stopped it runs nothing.
+    ///
+    /// Not modelled: Go also refuses an async preemption with less than
+    /// `asyncPreemptStack` bytes free above `stack.lo` (the frames of
+    /// asyncPreempt and asyncPreempt2, measured at startup).
     pub fn set_async_safe_point(&mut self, gid: u32, on: bool) -> Result<(), Throw> {
+        if on {
+            self.require_runnable_not_forking(gid)?;
+        } else if !self.g(gid)?.async_safe_point {
+            return Err(Misuse::GNotRunnable(gid).into());
+        }
         self.g_mut(gid)?.async_safe_point = on;
+        Ok(())
+    }
+
+    /// Goroutine `gid` is about to fork (`syscall_runtime_BeforeFork`,
+    /// runtime/proc.go): the M takes a lock (so it cannot be preempted) and
+    /// `stackguard0 = stackFork`, so that a split in the child's code
+    /// throws "stack growth after fork". A preemption request made now
+    /// overwrites the guard, as `preemptone` does in Go.
+    pub fn before_fork(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_runnable_not_forking(gid)?;
+        let fork = self.consts.stack_fork;
+        let g = self.g_mut(gid)?;
+        g.forking = true;
+        g.stackguard0 = fork;
+        Ok(())
+    }
+
+    /// The fork is done (`syscall_runtime_AfterFork`): the guard is the
+    /// stack's again (a pending preemption's guard is dropped; `preempt`
+    /// stays) and the M's lock is released.
+    pub fn after_fork(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_runnable(gid)?;
+        let guard = self.consts.stack_guard;
+        let g = self.g_mut(gid)?;
+        if !g.forking {
+            return Err(Misuse::GNotRunnable(gid).into());
+        }
+        g.forking = false;
+        g.stackguard0 = g.stack.lo.wrapping_add(guard);
         Ok(())
     }
 
@@ -1515,8 +1650,16 @@ impl State {
                     )
                     .into())
                 }
+                _ if g.forking => return Err(Misuse::WouldBlock(
+                    "scanstack: the goroutine is forking and cannot be preempted; suspendG waits",
+                )
+                .into()),
                 _ => {}
             }
+            // suspendG claims the stopped goroutine and drops any
+            // preemption request: `preempt` cleared, the guard the
+            // stack's (runtime/preempt.go, Go 1.19 and 1.23).
+            s.execute(gid)?;
             let sp = if g.syscallsp != 0 { g.syscallsp } else { g.sp };
             let e = s.gor.scanned.entry(p).or_default();
             e.0 += g.stack.hi - sp;
@@ -1670,7 +1813,7 @@ impl State {
     /// Ends goroutine `gid` from wherever it stands (`runtime.Goexit`).
     pub fn exit(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
         self.transact(|s| {
-            s.require_runnable(gid)?;
+            s.require_runnable_not_forking(gid)?;
             s.goexit(ctx, gid)
         })
     }
@@ -1704,7 +1847,7 @@ impl State {
     /// running inside gopark.
     pub fn park_begin(&mut self, gid: u32, cases: &[(u32, u64)]) -> Result<(), Throw> {
         self.transact(|s| {
-            s.require_runnable(gid)?;
+            s.require_runnable_not_forking(gid)?;
             let g = s.g(gid)?.clone();
             if cases.is_empty() {
                 return Err(Misuse::BadSelect("no cases").into());
@@ -1914,7 +2057,9 @@ impl State {
         gm.waiting.clear();
         gm.active_stack_chans = false;
         gm.select_done = false;
-        Ok(())
+        // The readied goroutine was scheduled (`execute`) before it
+        // resumed in selectgo.
+        self.execute(gid)
     }
 }
 
@@ -1934,8 +2079,8 @@ pub struct GSnap {
     /// Innermost function and site.
     pub pc: Pc,
     /// Flags: syscall, asyncSafePoint, preemptShrink, parkingOnChan,
-    /// activeStackChans.
-    pub flags: [bool; 5],
+    /// activeStackChans, preempt, throwsplit, forking.
+    pub flags: [bool; 8],
     /// The used stack, `[sp, hi)`, word by word, with words that point into
     /// the stack written as offsets from the stack's top (tagged by the
     /// high bit) so that equal stacks at different places compare equal.
@@ -1985,6 +2130,9 @@ impl State {
                         g.preempt_shrink,
                         g.parking_on_chan,
                         g.active_stack_chans,
+                        g.preempt,
+                        g.throwsplit,
+                        g.forking,
                     ],
                     used,
                     waiting: g

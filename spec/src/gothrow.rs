@@ -43,6 +43,9 @@ pub enum GoThrow {
     SplitStackOverflow,
     /// `newstack`: stackguard0 is stackFork.
     StackGrowthAfterFork,
+    /// `newstack`: a split while `throwsplit` is set (between
+    /// entersyscall and exitsyscall).
+    StackSplitAtBadTime,
     /// `newstack`: the goroutine has no stack.
     MissingStackInNewstack,
     /// `newstack`: the new size exceeds maxstacksize or maxstackceiling.
@@ -75,6 +78,7 @@ impl GoThrow {
         GoThrow::TracebackDidNotUnwind,
         GoThrow::SplitStackOverflow,
         GoThrow::StackGrowthAfterFork,
+        GoThrow::StackSplitAtBadTime,
         GoThrow::MissingStackInNewstack,
         GoThrow::StackOverflow,
         GoThrow::MissingStackInShrinkstack,
@@ -101,6 +105,7 @@ impl GoThrow {
             GoThrow::TracebackDidNotUnwind => "traceback did not unwind completely",
             GoThrow::SplitStackOverflow => "runtime: split stack overflow",
             GoThrow::StackGrowthAfterFork => "stack growth after fork",
+            GoThrow::StackSplitAtBadTime => "runtime: stack split at bad time",
             GoThrow::MissingStackInNewstack => "missing stack in newstack",
             GoThrow::StackOverflow => "stack overflow",
             GoThrow::MissingStackInShrinkstack => "missing stack in shrinkstack",

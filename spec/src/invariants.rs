@@ -182,7 +182,8 @@ fn check_goroutines(s: &State) -> Result<(), Violation> {
         }
         let guard_ok = g.stackguard0 == g.stack.lo + c.stack_guard
             || g.stackguard0 == c.stack_preempt
-            || g.stackguard0 == c.stack_force_move;
+            || g.stackguard0 == c.stack_force_move
+            || g.stackguard0 == c.stack_fork;
         if g.stack.lo == 0 || g.sp < g.stack.lo || g.sp > g.stack.hi || !guard_ok {
             return fail(
                 "g-stack",

@@ -1182,3 +1182,176 @@ fn starting_stack_size_above_2_30_is_refused() {
     t.s.gc_compute_starting_stack_size().unwrap();
     assert_eq!(t.s.gor.starting_stack_size, 1 << 30);
 }
+
+/// A NOSPLIT function (no prologue check) with a small frame.
+fn nosplit_func(t: &T, name: &str) -> Func {
+    let mut f = ptr_func(t, name, 2);
+    f.nosplit = true;
+    f
+}
+
+/// System calls poison the guard: `reentersyscall` (runtime/proc.go, Go
+/// 1.19 and 1.23) sets `stackguard0 = stackPreempt` and `throwsplit`, so
+/// any split before `exitsyscall` throws "runtime: stack split at bad
+/// time" (NOSPLIT code runs fine); `exitsyscall`'s fast path restores
+/// the guard from `gp.preempt` (a forced move requested before is lost),
+/// its slow path (`exitsyscall0` then `execute`) drops the preemption.
+#[test]
+fn syscalls_poison_the_guard() {
+    let mut t = T::new("amd64");
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let leaf = t.func(nosplit_func(&t, "leaf"));
+    let split = t.func(Func::new("split", 64));
+    let g = t.spawn(bottom);
+    let c = t.s.consts.clone();
+    let lo = t.s.gor.gs[&g].stack.lo;
+    t.s.request_force_move(g).unwrap();
+    t.s.enter_syscall(g).unwrap();
+    t.ok();
+    let gg = &t.s.gor.gs[&g];
+    assert_eq!(gg.stackguard0, c.stack_preempt);
+    assert!(gg.throwsplit);
+    // NOSPLIT code runs; a split throws; a return only from what was
+    // called in the system call.
+    t.call(g, 0, leaf);
+    t.call_fails(g, split, Throw::Go(GoThrow::StackSplitAtBadTime));
+    assert_eq!(
+        GoThrow::StackSplitAtBadTime.to_string(),
+        "runtime: stack split at bad time"
+    );
+    t.ret(g);
+    let ctx = t.ctx();
+    assert_eq!(t.s.ret(ctx, g), Err(Throw::Misuse(Misuse::GNotRunnable(g))));
+    // Fast path, no preemption pending: the stack's guard; the forced
+    // move asked for before the system call is gone.
+    t.s.exit_syscall(g).unwrap();
+    t.ok();
+    let gg = &t.s.gor.gs[&g];
+    assert_eq!(gg.stackguard0, lo + c.stack_guard);
+    assert!(!gg.throwsplit);
+    // A preemption requested during the system call survives the fast
+    // path...
+    t.s.enter_syscall(g).unwrap();
+    t.s.request_preempt(g).unwrap();
+    t.s.exit_syscall(g).unwrap();
+    assert_eq!(t.s.gor.gs[&g].stackguard0, c.stack_preempt);
+    assert!(t.s.gor.gs[&g].preempt);
+    // ...and not the slow path, where execute schedules the goroutine.
+    t.s.enter_syscall(g).unwrap();
+    t.s.exit_syscall0(g).unwrap();
+    t.ok();
+    assert_eq!(t.s.gor.gs[&g].stackguard0, lo + c.stack_guard);
+    assert!(!t.s.gor.gs[&g].preempt);
+}
+
+/// A goroutine that is scheduled (`execute`, runtime/proc.go) or
+/// suspended by the GC for its scan (`suspendG`, runtime/preempt.go)
+/// loses any preemption or forced move requested before: its guard is its
+/// stack's again (Go 1.19 and 1.23).
+#[test]
+fn execute_and_suspend_drop_pending_requests() {
+    let mut t = T::new("amd64");
+    let bottom = t.func(ptr_func(&t, "bottom", 4));
+    let g = t.spawn(bottom);
+    let guard = t.s.consts.stack_guard;
+    let c = t.s.make_chan(8).unwrap();
+    let slot = t.addr(g, 0, Slot::Local(0));
+    t.s.park(g, &[(c, slot)]).unwrap();
+    t.s.request_preempt(g).unwrap();
+    t.s.send(c, &[0]).unwrap();
+    t.s.wake(g).unwrap();
+    t.ok();
+    let gg = &t.s.gor.gs[&g];
+    assert_eq!(gg.stackguard0, gg.stack.lo + guard);
+    assert!(!gg.preempt);
+    t.s.request_force_move(g).unwrap();
+    t.scan(g);
+    let gg = &t.s.gor.gs[&g];
+    assert_eq!(
+        gg.stackguard0,
+        gg.stack.lo + guard,
+        "the scan dropped the move"
+    );
+    t.gc_end();
+}
+
+/// Fork: `syscall_runtime_BeforeFork` (runtime/proc.go, Go 1.19 and 1.23)
+/// sets `stackguard0 = stackFork`, so a split in the child throws "stack
+/// growth after fork"; `AfterFork` gives the stack's guard back. The M
+/// holds a lock meanwhile, so it cannot be preempted: a preemption
+/// request (which overwrites the guard, as `preemptone` does) only
+/// restores the guard at the next prologue, and the GC cannot suspend the
+/// goroutine.
+#[test]
+fn fork_poisons_the_guard() {
+    let mut t = T::new("amd64");
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let split = t.func(Func::new("split", 64));
+    let g = t.spawn(bottom);
+    let c = t.s.consts.clone();
+    let lo = t.s.gor.gs[&g].stack.lo;
+    t.s.before_fork(g).unwrap();
+    t.ok();
+    assert_eq!(t.s.gor.gs[&g].stackguard0, c.stack_fork);
+    t.call_fails(g, split, Throw::Go(GoThrow::StackGrowthAfterFork));
+    let ctx = t.ctx();
+    for refused in [
+        t.s.clone().exit(ctx, g),
+        t.s.clone().enter_syscall(g),
+        t.s.clone().before_fork(g),
+        t.s.clone().request_force_move(g),
+    ] {
+        assert_eq!(refused, Err(Throw::Misuse(Misuse::GNotRunnable(g))));
+    }
+    t.s.gc_start().unwrap();
+    assert!(matches!(
+        t.s.gc_scan(t.p, g),
+        Err(Throw::Misuse(Misuse::WouldBlock(_)))
+    ));
+    t.s.request_preempt(g).unwrap();
+    t.call(g, 0, split);
+    let gg = &t.s.gor.gs[&g];
+    assert_eq!(gg.stackguard0, lo + c.stack_guard, "canPreemptM said no");
+    assert!(gg.preempt);
+    t.ret(g);
+    t.s.after_fork(g).unwrap();
+    t.ok();
+    assert_eq!(t.s.gor.gs[&g].stackguard0, lo + c.stack_guard);
+    assert_eq!(
+        t.s.after_fork(g),
+        Err(Throw::Misuse(Misuse::GNotRunnable(g)))
+    );
+    t.scan(g);
+    t.gc_end();
+}
+
+/// `asyncSafePoint` is set only while an asynchronous preemption holds the
+/// goroutine stopped (`asyncPreempt2`, runtime/preempt.go) and cleared
+/// before it runs Go code again: a stopped goroutine makes no calls, so
+/// "shrinkstack at bad time" (a preemption shrink at an async safe point)
+/// cannot happen.
+#[test]
+fn async_safe_point_only_while_stopped() {
+    let mut t = T::new("amd64");
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let f = t.func(Func::new("f", 64));
+    let g = t.spawn(bottom);
+    assert_eq!(
+        t.s.set_async_safe_point(g, false),
+        Err(Throw::Misuse(Misuse::GNotRunnable(g)))
+    );
+    t.s.set_async_safe_point(g, true).unwrap();
+    t.s.request_preempt(g).unwrap();
+    t.call_fails(g, f, Throw::Misuse(Misuse::GNotRunnable(g)));
+    assert_eq!(
+        t.s.set_async_safe_point(g, true),
+        Err(Throw::Misuse(Misuse::GNotRunnable(g)))
+    );
+    t.s.set_async_safe_point(g, false).unwrap();
+    t.call(g, 0, f);
+    t.s.enter_syscall(g).unwrap();
+    assert_eq!(
+        t.s.set_async_safe_point(g, true),
+        Err(Throw::Misuse(Misuse::GNotRunnable(g)))
+    );
+}
