@@ -76,6 +76,14 @@ MUTANTS = [
      "// stack's (runtime/preempt.go, Go 1.19 and 1.23).\n            let _ = gid;"),
     ("BeforeFork leaves the guard", "spec/src/goroutine.rs",
      "g.stackguard0 = fork;", "let _ = fork;"),
+    ("scanstack of a goroutine created after gcStart (not a stack root)", "spec/src/goroutine.rs",
+     "if gid >= self.gor.n_stack_roots {", "if false {"),
+    ("a live stack root scanned twice in one cycle", "spec/src/goroutine.rs",
+     "if g.gcscandone {\n            return Err(GoThrow::GAlreadyScanned", "if false {\n            return Err(GoThrow::GAlreadyScanned"),
+    ("mark termination begins with stack roots unscanned", "spec/src/stack.rs",
+     "            s.scan_roots_left()?;\n", ""),
+    ("gfget resets gcscandone (a root scanned while dead is scanned again)", "spec/src/goroutine.rs",
+     "fresh.gcscandone = old.gcscandone;", "fresh.gcscandone = false;"),
 ]
 
 TESTS = ["stackalloc", "gc_marker", "stackalloc_props", "goroutine", "goroutine_props"]

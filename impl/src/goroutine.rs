@@ -123,6 +123,9 @@ pub(crate) struct Gor {
     scanned: BTreeMap<u32, (u64, u64)>,
     /// `markrootFreeGStacks` has run in this GC cycle.
     pub(crate) free_g_stacks_done: bool,
+    /// `work.nStackRoots`: goroutines with smaller ids are this cycle's
+    /// stack roots.
+    pub(crate) n_stack_roots: u32,
     heap_bump: (u64, u64),
     stats: GStats,
     /// The frames of the stack being copied (reused).
@@ -144,6 +147,7 @@ impl Gor {
             maxstacksize: c.maxstacksize,
             scanned: BTreeMap::new(),
             free_g_stacks_done: false,
+            n_stack_roots: 0,
             heap_bump: (0, 0),
             stats: GStats::default(),
             walk: Vec::new(),
@@ -180,6 +184,7 @@ fn new_g(stk: Stack, guard: u64) -> G {
         preempt: false,
         throwsplit: false,
         forking: false,
+        gcscandone: false,
         parking_on_chan: false,
         active_stack_chans: false,
         select_done: false,
@@ -769,6 +774,7 @@ impl Runtime {
                 let old = &self.gor.gs[id as usize];
                 let mut fresh = new_g(old.stack, guard);
                 fresh.preempt_shrink = old.preempt_shrink;
+                fresh.gcscandone = old.gcscandone;
                 self.gor.gs[id as usize] = fresh;
                 id
             }
@@ -1821,34 +1827,54 @@ impl Runtime {
         Ok(())
     }
 
-    /// The GC scans goroutine `gid`'s stack from P `p` (`scanstack`): counts
-    /// it, then shrinks it or asks for a shrink at the next safe point.
+    /// The GC's stack root job for `gid` on P `p` (as `State::gc_scan`):
+    /// only during `_GCmark`, only for a goroutine that existed at
+    /// gcStart, once per live goroutine per cycle.
     pub fn gc_scan(&mut self, p: u32, gid: u32) -> Result<(), Throw> {
-        if self.stacks.gcphase() == GcPhase::Off {
+        let phase = self.stacks.gcphase();
+        if phase != GcPhase::Mark {
             return Err(Misuse::WrongGcPhase {
                 op: "scanstack",
-                needs: "_GCmark",
-                found: "_GCoff",
+                needs: GcPhase::Mark.name(),
+                found: phase.name(),
             }
             .into());
         }
         self.p_exists(p)?;
+        self.scan_root(p, gid)
+    }
+
+    /// `suspendG` waits for a goroutine inside the parking steps and for
+    /// one whose M cannot be preempted (a fork).
+    fn scan_would_block(g: &G) -> Result<(), Throw> {
+        if g.status == GStatus::Running {
+            return Err(
+                Misuse::WouldBlock("scanstack: the goroutine is running; suspendG waits").into(),
+            );
+        }
+        if g.forking && g.status != GStatus::Dead {
+            return Err(Misuse::WouldBlock(
+                "scanstack: the goroutine is forking and cannot be preempted; suspendG waits",
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The root job: `suspendG`, then `scanstack`. Changes nothing when
+    /// it fails.
+    fn scan_root(&mut self, p: u32, gid: u32) -> Result<(), Throw> {
         let g = self.g(gid)?;
-        match g.status {
-            GStatus::Dead => return Ok(()),
-            GStatus::Running => {
-                return Err(Misuse::WouldBlock(
-                    "scanstack: the goroutine is running; suspendG waits",
-                )
-                .into())
-            }
-            _ if g.forking => {
-                return Err(Misuse::WouldBlock(
-                    "scanstack: the goroutine is forking and cannot be preempted; suspendG waits",
-                )
-                .into())
-            }
-            _ => {}
+        if gid >= self.gor.n_stack_roots {
+            return Err(Misuse::NotAStackRoot(gid).into());
+        }
+        Self::scan_would_block(g)?;
+        if g.status == GStatus::Dead {
+            self.gm(gid)?.gcscandone = true;
+            return Ok(());
+        }
+        if g.gcscandone {
+            return Err(GoThrow::GAlreadyScanned.into());
         }
         let sp = if g.syscallsp != 0 { g.syscallsp } else { g.sp };
         let bytes = g.stack.hi - sp;
@@ -1856,6 +1882,7 @@ impl Runtime {
         let before = self.gor.scanned.get(&p).copied();
         // suspendG drops any preemption request.
         self.execute(gid)?;
+        self.gm(gid)?.gcscandone = true;
         let e = self.gor.scanned.entry(p).or_default();
         e.0 += bytes;
         e.1 += 1;
@@ -1873,8 +1900,89 @@ impl Runtime {
             let g = self.gm(gid)?;
             g.preempt = preempt;
             g.stackguard0 = guard;
+            g.gcscandone = false;
         }
         r
+    }
+
+    /// The stack roots whose job has not run, in id order.
+    fn stack_roots_left(&self) -> Vec<u32> {
+        (0..self.gor.n_stack_roots)
+            .filter(|&id| !self.gor.gs[id as usize].gcscandone)
+            .collect()
+    }
+
+    /// Checks, changing nothing, that the stack scans left for mark
+    /// termination (`State::scan_roots_left`) would succeed, and so would
+    /// the starting stack size computed after them; returns the P they run
+    /// on.
+    /// The scans' shrinks are planned from each goroutine's numbers and
+    /// their allocations replayed on a model of the allocator
+    /// ([`crate::sim`]), in the spec's order: each root's allocation, then
+    /// its copy's checks.
+    pub(crate) fn plan_roots_left(&mut self) -> Result<u32, Throw> {
+        let left = self.stack_roots_left();
+        for &id in &left {
+            Self::scan_would_block(&self.gor.gs[id as usize])?;
+        }
+        let live: Vec<u32> = left
+            .into_iter()
+            .filter(|&id| self.gor.gs[id as usize].status != GStatus::Dead)
+            .collect();
+        let p = match self.ps.keys().next() {
+            Some(&p) => p,
+            None if !live.is_empty() => {
+                return Err(Misuse::NeedsP("gcMarkTermination: the stack scans left").into())
+            }
+            None => 0,
+        };
+        let mut sim = None;
+        let mut scanned = self.gor.scanned.clone();
+        for &id in &live {
+            let g = &self.gor.gs[id as usize];
+            let sp = if g.syscallsp != 0 { g.syscallsp } else { g.sp };
+            let e = scanned.entry(p).or_default();
+            e.0 += g.stack.hi - sp;
+            e.1 += 1;
+            if !self.is_shrink_stack_safe(id)? {
+                continue;
+            }
+            let (old, used) = (g.stack.hi - g.stack.lo, g.stack.hi - g.sp);
+            let new = old / 2;
+            #[cfg(not(gostack_mutant = "shrink_quarter_vs_half"))]
+            let avail = old / 4;
+            #[cfg(gostack_mutant = "shrink_quarter_vs_half")]
+            let avail = old / 2;
+            if new < self.consts.fixed_stack || used + self.consts.stack_nosplit >= avail {
+                continue;
+            }
+            let steps = [self.known(g.stack, false), Step::Copy(new)];
+            let sim = sim.get_or_insert_with(|| {
+                let ps: Vec<&crate::P> = self.ps.values().collect();
+                let snap = self.stacks.snapshot(&ps);
+                AllocSim::new(
+                    &snap,
+                    Ctx::on(p),
+                    &self.consts,
+                    self.config.arena_bytes,
+                    self.config.no_cache,
+                )
+            });
+            sim.run(&steps)?;
+            self.copy_checks(id, new, true)?;
+        }
+        let saved = std::mem::replace(&mut self.gor.scanned, scanned);
+        let next = self.next_starting_stack_size();
+        self.gor.scanned = saved;
+        next.map(|_| p)
+    }
+
+    /// Runs the stack scans [`Runtime::plan_roots_left`] checked.
+    pub(crate) fn scan_roots_left(&mut self, p: u32) -> Result<(), Throw> {
+        for id in self.stack_roots_left() {
+            self.scan_root(p, id)?;
+        }
+        Ok(())
     }
 
     /// Go: `gcComputeStartingStackSize` (runtime/stack.go); an average
@@ -2247,6 +2355,7 @@ impl Runtime {
                         g.preempt,
                         g.throwsplit,
                         g.forking,
+                        g.gcscandone,
                     ],
                     used,
                     waiting: g
@@ -2315,6 +2424,7 @@ impl Runtime {
             maxstacksize: g.maxstacksize,
             scanned: g.scanned.iter().map(|(&p, &(b, n))| (p, b, n)).collect(),
             free_g_stacks_done: g.free_g_stacks_done,
+            n_stack_roots: g.n_stack_roots,
             heap_bump: (g.heap_bump != (0, 0)).then(|| {
                 (
                     g.heap_bump.0.wrapping_sub(base),
@@ -2417,17 +2527,18 @@ mod tests {
             for _ in 0..depth {
                 r.ret(ctx, g).unwrap();
             }
-            r.gc_start().unwrap();
+            // One halving per GC cycle (each goroutine is scanned once).
             let mut last = size(&r, g);
             loop {
+                r.gc_start().unwrap();
                 r.gc_scan(ctx.p.unwrap(), g).unwrap();
+                r.gc_end().unwrap();
                 if size(&r, g) == last {
                     break;
                 }
                 last = size(&r, g);
             }
             assert_eq!(size(&r, g), r.consts.fixed_stack, "{arch}: shrunk back");
-            r.gc_end().unwrap();
         }
     }
 

@@ -414,23 +414,37 @@ impl Runtime {
     pub fn gc_start(&mut self) -> Result<(), Throw> {
         self.stacks.gc_start()?;
         self.gor.free_g_stacks_done = false;
+        for g in &mut self.gor.gs {
+            g.gcscandone = false;
+        }
+        self.gor.n_stack_roots = self.gor.gs.len() as u32;
         Ok(())
     }
 
-    /// `gcMarkTermination`: the pending markers mark, the root job
-    /// `markrootFreeGStacks` runs if no worker ran it (on the first P), and
-    /// the next starting stack size is computed (as
-    /// `State::gc_mark_termination`).
+    /// `gcMarkTermination` (as `State::gc_mark_termination`): the stack
+    /// roots no worker scanned are scanned on the first P, the next
+    /// starting stack size is computed, the pending markers mark, and the
+    /// root job `markrootFreeGStacks` runs if no worker ran it.
     pub fn gc_mark_termination(&mut self) -> Result<(), Throw> {
         // Everything that can refuse is checked before anything changes:
-        // the phase and the markers (in the allocator's call, which changes
-        // nothing when it fails), the starting size before that call.
-        if self.stacks.gcphase() == GcPhase::Mark {
-            self.next_starting_stack_size()?;
+        // the phase, the scans left and the starting size (planned), then
+        // the markers (the allocator's call, which changes nothing when it
+        // fails). The scans then run with the phase already
+        // _GCmarktermination, which frees treat as _GCmark.
+        let phase = self.stacks.gcphase();
+        if phase != GcPhase::Mark {
+            return Err(Misuse::WrongGcPhase {
+                op: "gcMarkTermination",
+                needs: GcPhase::Mark.name(),
+                found: phase.name(),
+            }
+            .into());
         }
+        let p = self.plan_roots_left()?;
         self.stacks
             .gc_mark_termination()
             .map_err(|t| self.va_throw(t))?;
+        self.scan_roots_left(p)?;
         if !self.gor.free_g_stacks_done {
             let ctx = match self.ps.keys().next() {
                 Some(&p) => Ctx::on(p),

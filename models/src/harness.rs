@@ -1334,7 +1334,7 @@ impl<B: Machine> Harness<B> {
             }
             Op::GcScanAll(i) => {
                 let p = pick(&ps, (*i).into()).unwrap_or(u32::from(*i) + 100);
-                Call::GcScanAll(p, self.spec.gor.gs.keys().copied().collect())
+                Call::GcScanAll(p, self.spec.stack_roots_left())
             }
             Op::GcComputeStartingStackSize => Call::GcComputeStartingStackSize,
             Op::GcFreeGStacks(i) => {

@@ -284,8 +284,8 @@ pub enum Op {
     SetAsyncSafePoint(GSel, bool),
     /// `scanstack` from the i-th P.
     GcScan(u8, GSel),
-    /// `scanstack` of every goroutine from the i-th P, in id order,
-    /// stopping at the first failure.
+    /// `scanstack` of every stack root not scanned yet in this cycle, from
+    /// the i-th P, in id order, stopping at the first failure.
     GcScanAll(u8),
     /// `gcComputeStartingStackSize`.
     GcComputeStartingStackSize,

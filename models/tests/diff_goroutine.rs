@@ -49,6 +49,26 @@ macro_rules! both {
     }};
 }
 
+/// The GC's stack scan of `g` from P `pid` on both sides, in a cycle in
+/// which its root job has not run: the present one, or (each goroutine is
+/// scanned once per cycle, and only if it existed at gcStart) a new one.
+fn scan(p: &mut Pair, pid: u32, g: u32) -> Result<(), Throw> {
+    let s = &p.s;
+    let done = s.gor.gs[&g].gcscandone || g >= s.gor.n_stack_roots;
+    if s.gcphase != gostack_spec::GcPhase::Off && done {
+        // gc_end scans what is left first; it may have to wait (then the
+        // scan below runs in this cycle, and fails as Go would).
+        let _ = both!(p, |x| x.gc_end());
+    }
+    if p.s.gcphase == gostack_spec::GcPhase::Off {
+        if p.s.spans_pending_free {
+            both!(p, |x| x.free_stack_spans()).unwrap();
+        }
+        both!(p, |x| x.gc_start()).unwrap();
+    }
+    both!(p, |x| x.gc_scan(pid, g))
+}
+
 impl Pair {
     fn new(goos: &str, arch: &str, rel: &str, arena: u64, poison: bool) -> Pair {
         let mut c = Config::new(Profile::parse(goos, arch, false, rel).unwrap());
@@ -212,18 +232,18 @@ fn shrink_scan_preempt_and_force_move() {
         both!(p, |x| x.ret(ctx, g)).unwrap();
         both!(p, |x| x.gc_scan(pid, g)).unwrap_err();
         both!(p, |x| x.gc_start()).unwrap();
-        both!(p, |x| x.gc_scan(pid, g)).unwrap();
-        both!(p, |x| x.gc_scan(pid, g)).unwrap();
+        scan(p, pid, g).unwrap();
+        scan(p, pid, g).unwrap();
         // Unsafe: in a syscall, then asynchronously stopped.
         both!(p, |x| x.call(ctx, h, 0, fs.big)).unwrap();
         both!(p, |x| x.ret(ctx, h)).unwrap();
         both!(p, |x| x.enter_syscall(h)).unwrap();
         both!(p, |x| x.call(ctx, h, 0, fs.leaf)).unwrap_err();
-        both!(p, |x| x.gc_scan(pid, h)).unwrap();
+        scan(p, pid, h).unwrap();
         both!(p, |x| x.exit_syscall(h)).unwrap();
         both!(p, |x| x.exit_syscall(h)).unwrap_err();
         both!(p, |x| x.set_async_safe_point(h, true)).unwrap();
-        both!(p, |x| x.gc_scan(pid, h)).unwrap();
+        scan(p, pid, h).unwrap();
         both!(p, |x| x.request_preempt(h)).unwrap();
         // The preemption would shrink at an unsafe point.
         both!(p, |x| x.call(ctx, h, 0, fs.rec)).unwrap_err();
@@ -248,7 +268,7 @@ fn shrink_scan_preempt_and_force_move() {
             both!(p, |x| x.ret(ctx, k)).unwrap();
         }
         both!(p, |x| x.enter_syscall(k)).unwrap();
-        both!(p, |x| x.gc_scan(pid, k)).unwrap();
+        scan(p, pid, k).unwrap();
         both!(p, |x| x.exit_syscall(k)).unwrap();
         both!(p, |x| x.request_preempt(k)).unwrap();
         let size = |p: &Pair| {
@@ -297,7 +317,7 @@ fn park_select_shrink_send_wake() {
         both!(p, |x| x.park(g, &[(c2, e2), (c1, e1)])).unwrap();
         both!(p, |x| x.call(ctx, g, 0, fs.leaf)).unwrap_err();
         both!(p, |x| x.gc_start()).unwrap();
-        both!(p, |x| x.gc_scan(pid, g)).unwrap();
+        scan(p, pid, g).unwrap();
         both!(p, |x| x.send(c1, &[1, 2])).unwrap_err();
         let stack_ptr = p.s.gor.gs[&g].stack.hi - ptr;
         both!(p, |x| x.send(c2, &[stack_ptr, 7])).unwrap();
@@ -311,11 +331,11 @@ fn park_select_shrink_send_wake() {
         both!(p, |x| x.park_m(g)).unwrap_err();
         both!(p, |x| x.send(c1, &[3])).unwrap_err();
         both!(p, |x| x.park_set_parking(g)).unwrap();
-        both!(p, |x| x.gc_scan(pid, g)).unwrap_err();
+        scan(p, pid, g).unwrap_err();
         both!(p, |x| x.park_m(g)).unwrap();
-        both!(p, |x| x.gc_scan(pid, g)).unwrap();
+        scan(p, pid, g).unwrap();
         both!(p, |x| x.park_commit(g)).unwrap();
-        both!(p, |x| x.gc_scan(pid, g)).unwrap();
+        scan(p, pid, g).unwrap();
         let _ = both!(p, |x| x.send(c1, &[u64::MAX]));
         let _ = both!(p, |x| x.send(c1, &[5]));
         both!(p, |x| x.wake(g)).unwrap();

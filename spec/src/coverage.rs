@@ -45,6 +45,7 @@ pub const BRANCHES: &[&str] = &[
     "gfput: spill to the global lists",
     "markrootFreeGStacks: free a dead goroutine's stack",
     "gcMarkTermination: markrootFreeGStacks left over",
+    "gcMarkTermination: a stack root left over",
     "newstack: preempt",
     "newstack: preempt refused (canPreemptM)",
     "newstack: preempt then shrink",
@@ -121,6 +122,7 @@ fn misuse_name(m: &Misuse) -> &'static str {
         Misuse::NosplitOverrun(_) => "misuse: nosplit overrun",
         Misuse::RootJobDone(_) => "misuse: root job already done",
         Misuse::StartingStackTooLarge(_) => "misuse: starting stack above 2^30",
+        Misuse::NotAStackRoot(_) => "misuse: not a stack root",
     }
 }
 
@@ -139,6 +141,7 @@ pub const REACHABLE_GO_THROWS: &[GoThrow] = &[
     GoThrow::InvalidPointerOnStack,
     GoThrow::StackSplitAtBadTime,
     GoThrow::StackGrowthAfterFork,
+    GoThrow::GAlreadyScanned,
 ];
 
 /// The counts so far on this thread, clearing them.

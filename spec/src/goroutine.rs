@@ -189,6 +189,9 @@ pub struct G {
     /// (runtime/proc.go): the M holds a lock (`m.locks`), so it cannot be
     /// preempted, and `stackguard0` was set to stackFork.
     pub forking: bool,
+    /// `gcscandone`: the GC's stack root job for this goroutine ran in the
+    /// present cycle (reset for every goroutine by `gcStart`).
+    pub gcscandone: bool,
     /// `parkingOnChan`.
     pub parking_on_chan: bool,
     /// `activeStackChans`.
@@ -277,6 +280,10 @@ pub struct Goroutines {
     /// The GC root job `markrootFreeGStacks` has run in this cycle (reset
     /// by `gcStart`).
     pub free_g_stacks_done: bool,
+    /// `work.nStackRoots`: the goroutines that existed at `gcStart` (ids
+    /// below this) are the cycle's stack roots, each scanned once; later
+    /// ones are not scanned.
+    pub n_stack_roots: u32,
     /// Heap words for heap-allocated defer records: the next free address
     /// in the current heap span, and its end.
     pub heap_bump: (u64, u64),
@@ -670,6 +677,7 @@ impl State {
             preempt: false,
             throwsplit: false,
             forking: false,
+            gcscandone: false,
             parking_on_chan: false,
             active_stack_chans: false,
             select_done: false,
@@ -723,13 +731,16 @@ impl State {
             g.stackguard0 = guard;
         }
         // Only the stack survives from the dead goroutine's fields here,
-        // and `preemptShrink`: Go clears that flag only in newstack's
-        // preemption branch, never in gfput, gfget or newproc1
-        // (runtime/proc.go), so a shrink the GC asked of the goroutine's
-        // previous life happens at the new one's first preemption.
+        // and two flags gfput, gfget and newproc1 (runtime/proc.go) leave
+        // alone: `preemptShrink` (Go clears it only in newstack's
+        // preemption branch, so a shrink the GC asked of the goroutine's
+        // previous life happens at the new one's first preemption) and
+        // `gcscandone` (a root scanned while dead is not scanned again in
+        // the cycle).
         let old = self.g(id)?;
         let mut fresh = self.new_g(old.stack);
         fresh.preempt_shrink = old.preempt_shrink;
+        fresh.gcscandone = old.gcscandone;
         *self.g_mut(id)? = fresh;
         Ok(Some(id))
     }
@@ -1626,53 +1637,112 @@ impl State {
         Ok(())
     }
 
-    /// The GC scans goroutine `gid`'s stack from P `p` (`scanstack`,
-    /// runtime/mgcmark.go): it counts the scanned bytes for the starting
-    /// stack size, then shrinks the stack if that is safe, or asks for a
-    /// shrink at the next synchronous safe point (`preemptShrink`).
+    /// The GC's stack root job for goroutine `gid` runs on P `p`
+    /// (`markroot` → `suspendG` → `scanstack`, runtime/mgcmark.go): it
+    /// counts the scanned bytes for the starting stack size, then shrinks
+    /// the stack if that is safe, or asks for a shrink at the next
+    /// synchronous safe point (`preemptShrink`).
+    ///
+    /// Stack roots are the goroutines that existed at `gcStart`
+    /// (`allGsSnapshot`); each root job runs once, during `_GCmark`. So
+    /// this is refused outside `_GCmark` and for a goroutine created later
+    /// in the cycle ([`Misuse::NotAStackRoot`]); a dead root is only marked
+    /// done; a live root already scanned throws "g already scanned" (Go's
+    /// check in `markroot`). Mark termination scans every root left
+    /// ([`State::gc_mark_termination`]).
     pub fn gc_scan(&mut self, p: u32, gid: u32) -> Result<(), Throw> {
         self.transact(|s| {
-            if s.gcphase == crate::stack::GcPhase::Off {
-                return Err(Misuse::WrongGcPhase {
-                    op: "scanstack",
-                    needs: "_GCmark",
-                    found: "_GCoff",
-                }
-                .into());
-            }
+            s.require_phase("scanstack", crate::stack::GcPhase::Mark)?;
             s.stack_p_exists(p)?;
-            let g = s.g(gid)?.clone();
-            match g.status {
-                GStatus::Dead => return Ok(()),
-                GStatus::Running => {
-                    return Err(Misuse::WouldBlock(
-                        "scanstack: the goroutine is running; suspendG waits",
-                    )
-                    .into())
-                }
-                _ if g.forking => return Err(Misuse::WouldBlock(
-                    "scanstack: the goroutine is forking and cannot be preempted; suspendG waits",
-                )
-                .into()),
-                _ => {}
-            }
-            // suspendG claims the stopped goroutine and drops any
-            // preemption request: `preempt` cleared, the guard the
-            // stack's (runtime/preempt.go, Go 1.19 and 1.23).
-            s.execute(gid)?;
-            let sp = if g.syscallsp != 0 { g.syscallsp } else { g.sp };
-            let e = s.gor.scanned.entry(p).or_default();
-            e.0 += g.stack.hi - sp;
-            e.1 += 1;
-            if s.is_shrink_stack_safe(gid)? {
-                crate::coverage::hit("scanstack: shrink");
-                s.shrinkstack(Ctx::on(p), gid)
-            } else {
-                crate::coverage::hit("scanstack: preemptShrink");
-                s.g_mut(gid)?.preempt_shrink = true;
-                Ok(())
-            }
+            s.scan_root(p, gid)
         })
+    }
+
+    /// The root job of [`State::gc_scan`], phase and P checked.
+    fn scan_root(&mut self, p: u32, gid: u32) -> Result<(), Throw> {
+        let g = self.g(gid)?.clone();
+        if gid >= self.gor.n_stack_roots {
+            return Err(Misuse::NotAStackRoot(gid).into());
+        }
+        self.scan_would_block(&g)?;
+        if g.status == GStatus::Dead {
+            self.g_mut(gid)?.gcscandone = true;
+            return Ok(());
+        }
+        if g.gcscandone {
+            return Err(GoThrow::GAlreadyScanned.into());
+        }
+        // suspendG claims the stopped goroutine and drops any preemption
+        // request: `preempt` cleared, the guard the stack's
+        // (runtime/preempt.go, Go 1.19 and 1.23).
+        self.execute(gid)?;
+        self.g_mut(gid)?.gcscandone = true;
+        let sp = if g.syscallsp != 0 { g.syscallsp } else { g.sp };
+        let e = self.gor.scanned.entry(p).or_default();
+        e.0 += g.stack.hi - sp;
+        e.1 += 1;
+        if self.is_shrink_stack_safe(gid)? {
+            crate::coverage::hit("scanstack: shrink");
+            self.shrinkstack(Ctx::on(p), gid)
+        } else {
+            crate::coverage::hit("scanstack: preemptShrink");
+            self.g_mut(gid)?.preempt_shrink = true;
+            Ok(())
+        }
+    }
+
+    /// `suspendG` waits for a running goroutine (here: one inside the
+    /// parking steps) and for one whose M cannot be preempted (a fork).
+    fn scan_would_block(&self, g: &G) -> Result<(), Throw> {
+        if g.status == GStatus::Running {
+            return Err(
+                Misuse::WouldBlock("scanstack: the goroutine is running; suspendG waits").into(),
+            );
+        }
+        if g.forking && g.status != GStatus::Dead {
+            return Err(Misuse::WouldBlock(
+                "scanstack: the goroutine is forking and cannot be preempted; suspendG waits",
+            )
+            .into());
+        }
+        Ok(())
+    }
+
+    /// The stack roots whose job has not run, in id order.
+    pub fn stack_roots_left(&self) -> Vec<u32> {
+        self.gor
+            .gs
+            .range(..self.gor.n_stack_roots)
+            .filter(|(_, g)| !g.gcscandone)
+            .map(|(&id, _)| id)
+            .collect()
+    }
+
+    /// The stack root jobs no worker ran, at mark termination: each
+    /// remaining root is scanned on the first P. Refused, with nothing
+    /// changed, when one of them cannot be suspended now
+    /// ([`Misuse::WouldBlock`]) or when a live one is left and no P exists
+    /// (which Go never lacks).
+    pub(crate) fn scan_roots_left(&mut self) -> Result<(), Throw> {
+        let left = self.stack_roots_left();
+        for &id in &left {
+            self.scan_would_block(&self.gor.gs[&id])?;
+        }
+        let live = left
+            .iter()
+            .any(|id| self.gor.gs[id].status != GStatus::Dead);
+        let p = match self.ps.keys().next() {
+            Some(&p) => p,
+            None if live => {
+                return Err(Misuse::NeedsP("gcMarkTermination: the stack scans left").into())
+            }
+            None => 0,
+        };
+        for id in left {
+            crate::coverage::hit("gcMarkTermination: a stack root left over");
+            self.scan_root(p, id)?;
+        }
+        Ok(())
     }
 
     /// Go: `gcComputeStartingStackSize` (runtime/stack.go), run at the end of
@@ -2079,8 +2149,8 @@ pub struct GSnap {
     /// Innermost function and site.
     pub pc: Pc,
     /// Flags: syscall, asyncSafePoint, preemptShrink, parkingOnChan,
-    /// activeStackChans, preempt, throwsplit, forking.
-    pub flags: [bool; 8],
+    /// activeStackChans, preempt, throwsplit, forking, gcscandone.
+    pub flags: [bool; 9],
     /// The used stack, `[sp, hi)`, word by word, with words that point into
     /// the stack written as offsets from the stack's top (tagged by the
     /// high bit) so that equal stacks at different places compare equal.
@@ -2133,6 +2203,7 @@ impl State {
                         g.preempt,
                         g.throwsplit,
                         g.forking,
+                        g.gcscandone,
                     ],
                     used,
                     waiting: g

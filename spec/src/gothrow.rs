@@ -52,6 +52,9 @@ pub enum GoThrow {
     StackOverflow,
     /// `shrinkstack`: the goroutine has no stack.
     MissingStackInShrinkstack,
+    /// `markroot` (runtime/mgcmark.go): a stack root job found its
+    /// goroutine already scanned in this cycle.
+    GAlreadyScanned,
     /// `shrinkstack`: `isShrinkStackSafe` says no.
     ShrinkstackAtBadTime,
     /// `adjustpointers`: a small non-zero value in a live pointer slot.
@@ -82,6 +85,7 @@ impl GoThrow {
         GoThrow::MissingStackInNewstack,
         GoThrow::StackOverflow,
         GoThrow::MissingStackInShrinkstack,
+        GoThrow::GAlreadyScanned,
         GoThrow::ShrinkstackAtBadTime,
         GoThrow::InvalidPointerOnStack,
         GoThrow::StackGrowthInSyscall,
@@ -109,6 +113,7 @@ impl GoThrow {
             GoThrow::MissingStackInNewstack => "missing stack in newstack",
             GoThrow::StackOverflow => "stack overflow",
             GoThrow::MissingStackInShrinkstack => "missing stack in shrinkstack",
+            GoThrow::GAlreadyScanned => "g already scanned",
             GoThrow::ShrinkstackAtBadTime => "shrinkstack at bad time",
             GoThrow::InvalidPointerOnStack => "invalid pointer found on stack",
             GoThrow::StackGrowthInSyscall => "stack growth not allowed in system call",
@@ -229,6 +234,9 @@ pub enum Misuse {
     /// only after `debug.SetMaxStack` raised `maxstacksize`): Go's
     /// `round2(int32)` would loop forever.
     StartingStackTooLarge(u64),
+    /// A stack scan of a goroutine created after `gcStart`: it is no stack
+    /// root of this cycle (Go allocates it black and never scans it).
+    NotAStackRoot(u32),
 }
 
 impl fmt::Display for Misuse {
@@ -289,6 +297,10 @@ impl fmt::Display for Misuse {
             Misuse::RootJobDone(job) => write!(
                 f,
                 "gostack: the GC root job {job} already ran in this cycle (each root job runs once per cycle)"
+            ),
+            Misuse::NotAStackRoot(g) => write!(
+                f,
+                "gostack: goroutine {g} was created after gcStart and is no stack root of this GC cycle"
             ),
             Misuse::StartingStackTooLarge(avg) => write!(
                 f,

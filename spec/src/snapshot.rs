@@ -231,6 +231,8 @@ pub struct WorldSnap {
     pub heap_bump: Option<(u64, u64)>,
     /// The GC root job `markrootFreeGStacks` has run in this cycle.
     pub free_g_stacks_done: bool,
+    /// `work.nStackRoots` of the present (or last) cycle.
+    pub n_stack_roots: u32,
 }
 
 impl State {
@@ -284,6 +286,7 @@ impl State {
             maxstacksize: g.maxstacksize,
             scanned: g.scanned.iter().map(|(&p, &(b, n))| (p, b, n)).collect(),
             free_g_stacks_done: g.free_g_stacks_done,
+            n_stack_roots: g.n_stack_roots,
             heap_bump: (g.heap_bump != (0, 0)).then(|| {
                 (
                     g.heap_bump.0.wrapping_sub(base),

@@ -770,16 +770,31 @@ impl State {
         }
         self.gcphase = GcPhase::Mark;
         self.gor.free_g_stacks_done = false;
+        // gcResetMarkState clears every goroutine's gcscandone;
+        // gcMarkRootPrepare takes the goroutines that exist now as the
+        // stack roots (allGsSnapshot).
+        for g in self.gor.gs.values_mut() {
+            g.gcscandone = false;
+        }
+        self.gor.n_stack_roots = self.gor.next_g;
         Ok(())
     }
 
-    /// Ends marking: every pointer a marker still holds is marked first, and
-    /// the root job [`State::gc_free_g_stacks`] runs if no worker ran it
-    /// (mark termination starts only when no mark work is left), then `gcphase`
+    /// Ends marking. Mark termination starts only when no mark work is
+    /// left, so the stack roots no worker scanned are scanned (on the first
+    /// P), the next starting stack size is computed, every pointer a
+    /// marker still holds is marked, and the root job
+    /// [`State::gc_free_g_stacks`] runs if no worker ran it; then `gcphase`
     /// becomes `_GCmarktermination` (`gcMarkTermination`, runtime/mgc.go).
     pub fn gc_mark_termination(&mut self) -> Result<(), Throw> {
         self.transact(|s| {
             s.require_phase("gcMarkTermination", GcPhase::Mark)?;
+            // No root work may be left: the stack scans no worker did run
+            // first, then the next starting size is fixed from every scan
+            // of the cycle (gcMarkDone, runtime/mgc.go), then the markers
+            // finish.
+            s.scan_roots_left()?;
+            let next = s.next_starting_stack_size()?;
             for id in s.markers.keys().copied().collect::<Vec<_>>() {
                 s.gc_mark_inner(id)?;
             }
@@ -794,9 +809,8 @@ impl State {
                 };
                 s.free_g_stacks_inner(ctx)?;
             }
-            // gcMarkDone computes the next starting stack size from the
-            // stacks scanned this cycle (runtime/mgc.go).
-            s.gc_compute_starting_stack_size()?;
+            s.gor.scanned.clear();
+            s.gor.starting_stack_size = next;
             s.gcphase = GcPhase::MarkTermination;
             Ok(())
         })

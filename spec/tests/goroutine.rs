@@ -79,8 +79,18 @@ impl T {
         self.s.frames(g).unwrap().len()
     }
 
+    /// A GC's stack scan of `g`: in the present cycle if its root job has
+    /// not run yet, else in a new cycle (each goroutine is scanned once
+    /// per cycle, from the goroutines that existed at gcStart).
     fn scan(&mut self, g: u32) {
+        let scanned = self.s.gor.gs[&g].gcscandone || g >= self.s.gor.n_stack_roots;
+        if self.s.gcphase != gostack_spec::GcPhase::Off && scanned {
+            self.gc_end();
+        }
         if self.s.gcphase == gostack_spec::GcPhase::Off {
+            if self.s.spans_pending_free {
+                self.s.free_stack_spans().unwrap();
+            }
             self.s.gc_start().unwrap();
         }
         let p = self.p;
@@ -1354,4 +1364,65 @@ fn async_safe_point_only_while_stopped() {
         t.s.set_async_safe_point(g, true),
         Err(Throw::Misuse(Misuse::GNotRunnable(g)))
     );
+}
+
+/// GC stack scanning is exactly once per goroutine per cycle, during mark
+/// (runtime/mgcmark.go `gcMarkRootPrepare`, `markroot`; runtime/mgc.go
+/// `gcResetMarkState`, `gcMarkDone`; Go 1.19 and 1.23): the stack roots
+/// are the goroutines that existed at gcStart (`allGsSnapshot`); one
+/// created later is not scanned; a second scan of a live root throws "g
+/// already scanned"; mark termination begins only once every root is
+/// scanned (the spec scans what is left, on the first P).
+#[test]
+fn each_goroutine_is_scanned_once_per_cycle() {
+    let mut t = T::new("amd64");
+    let a = grown_then_shallow(&mut t, 60);
+    let b = grown_then_shallow(&mut t, 60);
+    let big = t.size(a);
+    assert_eq!(t.size(b), big);
+    let bottom = t.func(ptr_func(&t, "bottom2", 2));
+    let dead = t.spawn(bottom);
+    let ctx = t.ctx();
+    t.s.exit(ctx, dead).unwrap();
+    t.s.gc_start().unwrap();
+    assert_eq!(t.s.gor.n_stack_roots, 3);
+    let p = t.p;
+    // A dead root is only marked done, as often as asked; reused now, its
+    // job has run for this cycle.
+    t.s.gc_scan(p, dead).unwrap();
+    t.s.gc_scan(p, dead).unwrap();
+    assert_eq!(t.spawn(bottom), dead);
+    assert!(t.s.gor.gs[&dead].gcscandone);
+    let late = t.spawn(bottom);
+    let before = t.s.clone();
+    assert_eq!(
+        t.s.gc_scan(p, late),
+        Err(Throw::Misuse(Misuse::NotAStackRoot(late)))
+    );
+    assert_eq!(t.s, before);
+    t.scan(a);
+    assert_eq!(t.size(a), big / 2);
+    assert_eq!(t.s.gc_scan(p, a), Err(Throw::Go(GoThrow::GAlreadyScanned)));
+    assert_eq!(GoThrow::GAlreadyScanned.to_string(), "g already scanned");
+    assert_eq!(t.s.stack_roots_left(), vec![b]);
+    // Mark termination scans b; the late goroutine is not scanned.
+    t.s.gc_mark_termination().unwrap();
+    t.ok();
+    assert_eq!(
+        t.size(b),
+        big / 2,
+        "scanned (and shrunk) at mark termination"
+    );
+    assert!(!t.s.gor.gs[&late].gcscandone);
+    assert!(matches!(
+        t.s.gc_scan(p, late),
+        Err(Throw::Misuse(Misuse::WrongGcPhase { .. }))
+    ));
+    // Two roots scanned: the starting size comes from them alone.
+    assert_eq!(t.s.gor.starting_stack_size, 2 * K);
+    t.gc_end();
+    // The next cycle takes the late goroutine as a root.
+    t.s.gc_start().unwrap();
+    assert_eq!(t.s.stack_roots_left(), vec![a, b, dead, late]);
+    t.gc_end();
 }

@@ -268,6 +268,12 @@ fn apply(w: &mut World, op: &Op) -> Result<Expect, gostack_spec::Throw> {
             let Some(g) = g_of(w, *g) else {
                 return Ok(Expect::Same);
             };
+            // Each goroutine is scanned once per cycle, and only if it
+            // existed at gcStart: else the scan is in the next cycle.
+            let scanned = w.s.gor.gs[&g].gcscandone || g >= w.s.gor.n_stack_roots;
+            if w.s.gcphase != GcPhase::Off && scanned {
+                w.s.gc_end()?;
+            }
             if w.s.gcphase == GcPhase::Off {
                 if w.s.spans_pending_free {
                     w.s.free_stack_spans()?;
