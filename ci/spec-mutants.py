@@ -84,6 +84,12 @@ MUTANTS = [
      "            s.scan_roots_left()?;\n", ""),
     ("gfget resets gcscandone (a root scanned while dead is scanned again)", "spec/src/goroutine.rs",
      "fresh.gcscandone = old.gcscandone;", "fresh.gcscandone = false;"),
+    ("GODEBUG=invalidptr=0 ignored", "spec/src/goroutine.rs",
+     "                && self.config.godebug.invalid_ptr\n", ""),
+    ("GODEBUG=gcshrinkstackoff=1 ignored", "spec/src/goroutine.rs",
+     "if self.config.godebug.gc_shrink_stack_off {", "if false {"),
+    ("GODEBUG=adaptivestackstart=0 ignored at mark termination", "spec/src/stack.rs",
+     "                .adaptive_stack_start\n", "                .invalid_ptr\n"),
 ]
 
 TESTS = ["stackalloc", "gc_marker", "stackalloc_props", "goroutine", "goroutine_props"]

@@ -34,8 +34,10 @@ pub struct ConformArgs {
     /// Seed of the first case (default: from the clock; printed).
     #[arg(long)]
     seed: Option<u64>,
-    /// Profiles as goos/goarch/release (default: the six of the
-    /// differential test). Repeat or separate with commas.
+    /// Profiles as goos/goarch/release, optionally with GODEBUG settings
+    /// after a colon (linux/amd64/1.23:gcshrinkstackoff=1,invalidptr=0;
+    /// see `gostack_models::harness::config`). Default: the profiles of
+    /// the differential test. Repeat or separate with commas.
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     profile: Vec<String>,
     /// Ops per case at most.
@@ -99,8 +101,26 @@ fn run_one(case: &Case) -> Result<driver::Ran, Box<Divergence>> {
     }
 }
 
+/// The profiles asked for: clap splits `--profile` at commas, which also
+/// separate a profile's GODEBUG settings, so a piece without a `/` is
+/// another setting of the profile before it.
+fn profiles(args: &ConformArgs) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for piece in &args.profile {
+        match out.last_mut() {
+            Some(last) if !piece.contains('/') => {
+                last.push(',');
+                last.push_str(piece);
+            }
+            _ => out.push(piece.clone()),
+        }
+    }
+    out
+}
+
 fn random(args: &ConformArgs) -> ExitCode {
-    for p in &args.profile {
+    let profiles = profiles(args);
+    for p in &profiles {
         if let Err(e) = harness::config(p) {
             return bad(e);
         }
@@ -131,10 +151,10 @@ fn random(args: &ConformArgs) -> ExitCode {
         .max(1);
     eprintln!(
         "gostack conform: seed {seed}, {threads} threads, profiles {}",
-        if args.profile.is_empty() {
+        if profiles.is_empty() {
             harness::PROFILES.join(" ")
         } else {
-            args.profile.join(" ")
+            profiles.join(" ")
         }
     );
 
@@ -158,7 +178,7 @@ fn random(args: &ConformArgs) -> ExitCode {
                     if args.cases.is_some_and(|n| i >= n) {
                         break;
                     }
-                    let case = gen::case(seed.wrapping_add(i), &args.profile, args.max_ops);
+                    let case = gen::case(seed.wrapping_add(i), &profiles, args.max_ops);
                     match run_one(&case) {
                         Ok(ran) => {
                             done_ops.fetch_add(ran.ops, Ordering::Relaxed);

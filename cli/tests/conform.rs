@@ -135,6 +135,18 @@ fn bad_input_is_one_line_and_status_2() {
             vec!["conform", "--profile", "linux/amd64"],
             "goos/goarch/release",
         ),
+        (
+            vec![
+                "conform",
+                "--profile",
+                "linux/amd64/1.23:gcshrinkstackoff=2",
+            ],
+            "accepted: adaptivestackstart, invalidptr, gcshrinkstackoff",
+        ),
+        (
+            vec!["conform", "--profile", "linux/amd64/1.23:efence=1"],
+            "accepted: adaptivestackstart, invalidptr, gcshrinkstackoff",
+        ),
         (vec!["conform", "--seconds", "0"], "positive number"),
         (vec!["conform", "--max-ops", "0"], "at least 1"),
     ] {
@@ -154,4 +166,24 @@ fn bad_input_is_one_line_and_status_2() {
     let (code, _, err) = gostack(&["conform", "--replay", "/nonexistent/case.json"]);
     assert_eq!(code, 2);
     assert!(err.contains("cannot read"), "{err}");
+}
+
+/// A profile with GODEBUG settings, several at once, and a second profile
+/// after it: the commas of the settings and of the profile list both work.
+#[test]
+fn profiles_take_godebug_settings() {
+    let (code, _, err) = gostack(&[
+        "conform",
+        "--cases",
+        "6",
+        "--seed",
+        "3",
+        "--profile",
+        "linux/amd64/1.23:gcshrinkstackoff=1,invalidptr=0,linux/386/1.19",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(
+        err.contains("profiles linux/amd64/1.23:gcshrinkstackoff=1,invalidptr=0 linux/386/1.19"),
+        "{err}"
+    );
 }

@@ -861,13 +861,14 @@ impl Runtime {
                             if !n.safe {
                                 return Err(GoThrow::ShrinkstackAtBadTime.into());
                             }
+                            let off = self.config.godebug.gc_shrink_stack_off;
                             let old = n.hi - n.lo;
                             let new = old / 2;
                             #[cfg(not(gostack_mutant = "shrink_quarter_vs_half"))]
                             let avail = old / 4;
                             #[cfg(gostack_mutant = "shrink_quarter_vs_half")]
                             let avail = old / 2;
-                            if new >= c.fixed_stack && used + c.stack_nosplit < avail {
+                            if !off && new >= c.fixed_stack && used + c.stack_nosplit < avail {
                                 copies.push(new);
                                 n.hi = n.lo + new;
                                 n.sp = n.hi - used;
@@ -1405,6 +1406,9 @@ impl Runtime {
         if !self.is_shrink_stack_safe(gid)? {
             return Err(GoThrow::ShrinkstackAtBadTime.into());
         }
+        if self.config.godebug.gc_shrink_stack_off {
+            return Ok(());
+        }
         let oldsize = g.stack.hi - g.stack.lo;
         let newsize = oldsize / 2;
         if newsize < self.consts.fixed_stack {
@@ -1509,6 +1513,8 @@ impl Runtime {
                     0 < v && v < min
                 }),
             };
+            // GODEBUG=invalidptr=0 lets junk through.
+            let bad = bad && self.config.godebug.invalid_ptr;
             #[cfg(not(gostack_mutant = "junk_pointer_accepted"))]
             if bad {
                 return Err(GoThrow::InvalidPointerOnStack.into());
@@ -1944,7 +1950,7 @@ impl Runtime {
             let e = scanned.entry(p).or_default();
             e.0 += g.stack.hi - sp;
             e.1 += 1;
-            if !self.is_shrink_stack_safe(id)? {
+            if !self.is_shrink_stack_safe(id)? || self.config.godebug.gc_shrink_stack_off {
                 continue;
             }
             let (old, used) = (g.stack.hi - g.stack.lo, g.stack.hi - g.sp);
@@ -1971,6 +1977,9 @@ impl Runtime {
             sim.run(&steps)?;
             self.copy_checks(id, new, true)?;
         }
+        if !self.config.godebug.adaptive_stack_start {
+            return Ok(p);
+        }
         let saved = std::mem::replace(&mut self.gor.scanned, scanned);
         let next = self.next_starting_stack_size();
         self.gor.scanned = saved;
@@ -1988,6 +1997,9 @@ impl Runtime {
     /// Go: `gcComputeStartingStackSize` (runtime/stack.go); an average
     /// above 2^30 is refused as the spec refuses it.
     pub fn gc_compute_starting_stack_size(&mut self) -> Result<(), Throw> {
+        if !self.config.godebug.adaptive_stack_start {
+            return Ok(());
+        }
         let next = self.next_starting_stack_size()?;
         self.gor.scanned.clear();
         self.gor.starting = next;

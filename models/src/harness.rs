@@ -22,10 +22,11 @@ use gostack_spec::{check_invariants, Config, Ctx, Misuse, Profile, Snapshot, Sta
 use serde::{Deserialize, Serialize};
 use std::fmt;
 
-/// The platforms the drivers run, as `goos/goarch/release`: the six the
-/// models issue names, and windows/386 (StackSystem 4096 on a 32-bit
-/// port) and ios/arm64 (StackSystem 1024) from the allocator's former
-/// differential test.
+/// The platforms the drivers run, as `goos/goarch/release[:godebug]`
+/// (see [`config`]): the six the models issue names, windows/386
+/// (StackSystem 4096 on a 32-bit port) and ios/arm64 (StackSystem 1024)
+/// from the allocator's former differential test, and two with Go's
+/// GODEBUG switches set.
 pub const PROFILES: &[&str] = &[
     "linux/amd64/1.23",
     "linux/386/1.19",
@@ -35,6 +36,10 @@ pub const PROFILES: &[&str] = &[
     "linux/arm64/1.19",
     "windows/386/1.23",
     "ios/arm64/1.23",
+    // Go's GODEBUG switches for the stack system, all away from their
+    // defaults (on a 32-bit port too).
+    "linux/amd64/1.23:adaptivestackstart=0,invalidptr=0,gcshrinkstackoff=1",
+    "linux/386/1.19:adaptivestackstart=0,invalidptr=0,gcshrinkstackoff=1",
 ];
 
 /// Bytes of arena each side gets: small, so that growth, large stacks and
@@ -51,17 +56,41 @@ pub struct Case {
     pub ops: Vec<Op>,
 }
 
-/// The configuration both sides of a case get.
+/// The configuration both sides of a case get. `profile` is
+/// `goos/goarch/release`, optionally followed by `:` and GODEBUG settings
+/// as Go writes them (`adaptivestackstart`, `invalidptr`,
+/// `gcshrinkstackoff`, each `=0` or `=1`, comma-separated), e.g.
+/// `linux/amd64/1.23:gcshrinkstackoff=1,invalidptr=0`.
 pub fn config(profile: &str) -> Result<Config, String> {
-    let parts: Vec<&str> = profile.split('/').collect();
+    let (port, godebug) = profile.split_once(':').unwrap_or((profile, ""));
+    let parts: Vec<&str> = port.split('/').collect();
     let [goos, goarch, release] = parts[..] else {
         return Err(format!(
-            "profile {profile:?}: expected goos/goarch/release, e.g. linux/amd64/1.23"
+            "profile {profile:?}: expected goos/goarch/release[:godebug], e.g. linux/amd64/1.23 or linux/amd64/1.23:gcshrinkstackoff=1"
         ));
     };
     let p = Profile::parse(goos, goarch, false, release).map_err(|t| t.to_string())?;
     let mut c = Config::new(p);
     c.arena_bytes = ARENA_BYTES;
+    for setting in godebug.split(',').filter(|s| !s.is_empty()) {
+        let bad = || {
+            format!(
+                "profile {profile:?}: GODEBUG setting {setting:?}; accepted: adaptivestackstart, invalidptr, gcshrinkstackoff, each =0 or =1"
+            )
+        };
+        let (name, value) = setting.split_once('=').ok_or_else(bad)?;
+        let on = match value {
+            "0" => false,
+            "1" => true,
+            _ => return Err(bad()),
+        };
+        match name {
+            "adaptivestackstart" => c.godebug.adaptive_stack_start = on,
+            "invalidptr" => c.godebug.invalid_ptr = on,
+            "gcshrinkstackoff" => c.godebug.gc_shrink_stack_off = on,
+            _ => return Err(bad()),
+        }
+    }
     Ok(c)
 }
 

@@ -52,6 +52,7 @@ pub const BRANCHES: &[&str] = &[
     "newstack: grow",
     "newstack: grow more than twice",
     "newstack: forced move",
+    "shrinkstack: gcshrinkstackoff",
     "shrinkstack: below fixedStack",
     "shrinkstack: more than a quarter used",
     "shrinkstack: halve",

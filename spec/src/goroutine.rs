@@ -1271,6 +1271,10 @@ impl State {
         if !self.is_shrink_stack_safe(gid)? {
             return Err(GoThrow::ShrinkstackAtBadTime.into());
         }
+        if self.config.godebug.gc_shrink_stack_off {
+            crate::coverage::hit("shrinkstack: gcshrinkstackoff");
+            return Ok(());
+        }
         let oldsize = g.stack.hi - g.stack.lo;
         let newsize = oldsize / 2;
         if newsize < self.consts.fixed_stack {
@@ -1317,7 +1321,11 @@ impl State {
             }
             let addr = scanp + i as u64 * p;
             let v = self.read_word(addr);
-            if check && 0 < v && v < self.consts.min_legal_pointer {
+            if check
+                && self.config.godebug.invalid_ptr
+                && 0 < v
+                && v < self.consts.min_legal_pointer
+            {
                 return Err(GoThrow::InvalidPointerOnStack.into());
             }
             if old.lo <= v && v < old.hi {
@@ -1754,6 +1762,9 @@ impl State {
     /// and loops forever on values above 2^30, so the spec refuses those
     /// with [`Misuse::StartingStackTooLarge`] (and changes nothing).
     pub fn gc_compute_starting_stack_size(&mut self) -> Result<(), Throw> {
+        if !self.config.godebug.adaptive_stack_start {
+            return Ok(());
+        }
         let next = self.next_starting_stack_size()?;
         self.gor.scanned.clear();
         self.gor.starting_stack_size = next;

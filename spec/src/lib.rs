@@ -56,5 +56,5 @@ pub use guard::{needs_morestack, prologue, Calls, Prologue, SplitForm};
 pub use invariants::{check_invariants, Violation};
 pub use profile::{Consts, Goarch, Goos, Profile, Release};
 pub use snapshot::{Snapshot, Stats};
-pub use stack::{Config, Ctx, GcPhase, Stack, State};
+pub use stack::{Config, Ctx, GcPhase, Godebug, Stack, State};
 pub use throw::{Invalid, Throw};

@@ -62,6 +62,37 @@ pub struct Config {
     /// `stackPoisonCopy`: a new stack is filled with 0xfd before a copy,
     /// the old one with 0xfc after it.
     pub poison_copy: bool,
+    /// The GODEBUG switches that change the stack system.
+    pub godebug: Godebug,
+}
+
+/// The `GODEBUG` settings that change what the stack system does
+/// (runtime/runtime1.go `dbgvars`, the same in Go 1.19 and 1.23).
+/// `Godebug::default()` is Go's default for each.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub struct Godebug {
+    /// `adaptivestackstart` (default 1). With 0, `gcComputeStartingStackSize`
+    /// returns at once: new goroutines keep getting fixedStack, and the
+    /// Ps' scan counts are never reset.
+    pub adaptive_stack_start: bool,
+    /// `invalidptr` (default 1). With 0, `adjustpointers` lets a small
+    /// non-zero word in a live pointer slot through instead of throwing
+    /// "invalid pointer found on stack".
+    pub invalid_ptr: bool,
+    /// `gcshrinkstackoff` (default 0). With 1, `shrinkstack` returns
+    /// after its safety checks: stacks never shrink (a scan of an unsafe
+    /// goroutine still sets `preemptShrink`).
+    pub gc_shrink_stack_off: bool,
+}
+
+impl Default for Godebug {
+    fn default() -> Godebug {
+        Godebug {
+            adaptive_stack_start: true,
+            invalid_ptr: true,
+            gc_shrink_stack_off: false,
+        }
+    }
 }
 
 impl Config {
@@ -76,6 +107,7 @@ impl Config {
             arena_bytes: if wide { 1 << 30 } else { 256 << 20 },
             no_cache: false,
             poison_copy: false,
+            godebug: Godebug::default(),
         }
     }
 }
@@ -794,7 +826,12 @@ impl State {
             // of the cycle (gcMarkDone, runtime/mgc.go), then the markers
             // finish.
             s.scan_roots_left()?;
-            let next = s.next_starting_stack_size()?;
+            let next = s
+                .config
+                .godebug
+                .adaptive_stack_start
+                .then(|| s.next_starting_stack_size())
+                .transpose()?;
             for id in s.markers.keys().copied().collect::<Vec<_>>() {
                 s.gc_mark_inner(id)?;
             }
@@ -809,8 +846,10 @@ impl State {
                 };
                 s.free_g_stacks_inner(ctx)?;
             }
-            s.gor.scanned.clear();
-            s.gor.starting_stack_size = next;
+            if let Some(next) = next {
+                s.gor.scanned.clear();
+                s.gor.starting_stack_size = next;
+            }
             s.gcphase = GcPhase::MarkTermination;
             Ok(())
         })

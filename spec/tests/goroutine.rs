@@ -1426,3 +1426,64 @@ fn each_goroutine_is_scanned_once_per_cycle() {
     assert_eq!(t.s.stack_roots_left(), vec![a, b, dead, late]);
     t.gc_end();
 }
+
+/// A state whose GODEBUG switches are set by `f`.
+fn with_godebug(arch: &str, f: impl Fn(&mut gostack_spec::stack::Godebug)) -> T {
+    let mut c = Config::new(Profile::parse("linux", arch, false, "1.23").unwrap());
+    c.arena_bytes = 256 << 20;
+    f(&mut c.godebug);
+    let mut s = State::new(c).unwrap();
+    let p = s.create_p();
+    T { s, p }
+}
+
+/// Go's GODEBUG switches for stacks (runtime/runtime1.go; runtime/stack.go
+/// `gcComputeStartingStackSize`, `adjustpointers`, `shrinkstack`; the same
+/// in Go 1.19 and 1.23): `adaptivestackstart=0` keeps the starting size
+/// at fixedStack and never resets the scan counts; `invalidptr=0` lets
+/// junk in a pointer slot through a copy; `gcshrinkstackoff=1` never
+/// shrinks (an unsafe scan still sets `preemptShrink`, and a preemption
+/// still clears it).
+#[test]
+fn godebug_switches() {
+    let d = gostack_spec::stack::Godebug::default();
+    assert!(d.adaptive_stack_start && d.invalid_ptr && !d.gc_shrink_stack_off);
+
+    let mut t = with_godebug("amd64", |d| d.adaptive_stack_start = false);
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let deep = t.func(Func::new("deep", 3 * K));
+    let g = t.spawn(bottom);
+    t.call(g, 0, deep);
+    t.call(g, 0, deep);
+    t.scan(g);
+    t.gc_end();
+    assert_eq!(t.s.gor.starting_stack_size, 2 * K);
+    assert_eq!(t.s.gor.scanned[&t.p].1, 1, "the counts stay");
+    t.scan(g);
+    t.gc_end();
+    assert_eq!(t.s.gor.scanned[&t.p].1, 2);
+
+    let mut t = with_godebug("amd64", |d| d.invalid_ptr = false);
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let big = t.func(Func::new("big", 8 * K));
+    let g = t.spawn(bottom);
+    t.s.write_slot(g, 0, Slot::Local(0), 0x17).unwrap();
+    t.call(g, 0, big);
+    assert_eq!(t.s.read_word(t.addr(g, 1, Slot::Local(0))), 0x17);
+
+    let mut t = with_godebug("amd64", |d| d.gc_shrink_stack_off = true);
+    let g = grown_then_shallow(&mut t, 60);
+    let size = t.size(g);
+    t.scan(g);
+    assert_eq!(t.size(g), size, "no shrink at the scan");
+    t.s.enter_syscall(g).unwrap();
+    t.scan(g);
+    assert!(t.s.gor.gs[&g].preempt_shrink);
+    t.s.exit_syscall(g).unwrap();
+    t.s.request_preempt(g).unwrap();
+    let f = t.func(Func::new("f", 64));
+    t.call(g, 0, f);
+    assert_eq!(t.size(g), size, "no shrink at the preemption");
+    assert!(!t.s.gor.gs[&g].preempt_shrink);
+    t.gc_end();
+}
