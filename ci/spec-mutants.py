@@ -90,6 +90,10 @@ MUTANTS = [
      "if self.config.godebug.gc_shrink_stack_off {", "if false {"),
     ("GODEBUG=adaptivestackstart=0 ignored at mark termination", "spec/src/stack.rs",
      "                .adaptive_stack_start\n", "                .invalid_ptr\n"),
+    ("gcStart ignores a P whose cache was not flushed", "spec/src/stack.rs",
+     "if !self.unflushed.is_empty() {", "if false {"),
+    ("GOMAXPROCS destroys a P during a GC cycle", "spec/src/stack.rs",
+     "if s.gcphase != GcPhase::Off || s.spans_pending_free {", "if false {"),
 ]
 
 TESTS = ["stackalloc", "gc_marker", "stackalloc_props", "goroutine", "goroutine_props"]

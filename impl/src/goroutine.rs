@@ -2437,6 +2437,7 @@ impl Runtime {
             scanned: g.scanned.iter().map(|(&p, &(b, n))| (p, b, n)).collect(),
             free_g_stacks_done: g.free_g_stacks_done,
             n_stack_roots: g.n_stack_roots,
+            unflushed: Vec::new(),
             heap_bump: (g.heap_bump != (0, 0)).then(|| {
                 (
                     g.heap_bump.0.wrapping_sub(base),

@@ -34,7 +34,7 @@ use crate::stack::{Stacks, P};
 use gostack_spec::heap::SpanState;
 use gostack_spec::snapshot::WorldSnap;
 use gostack_spec::{Config, Consts, Ctx, GcPhase, Misuse, Snapshot, Stack, Stats, Throw};
-use std::collections::{BTreeMap, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 /// A stack system with its Ps and goroutines, driven like
 /// `gostack_spec::State`.
@@ -58,6 +58,9 @@ pub struct Runtime {
     next_marker: u32,
     /// Saved first 8 bytes of free small stacks, by virtual `lo`.
     shadow: HashMap<u64, u64>,
+    /// Ps whose caches wait for their flush since the GC turned off
+    /// (`mcache.flushGen != sweepgen`).
+    unflushed: BTreeSet<u32>,
     /// The goroutine layer.
     pub(crate) gor: Gor,
 }
@@ -87,6 +90,7 @@ impl Runtime {
             next_p: 0,
             next_marker: 0,
             shadow: HashMap::new(),
+            unflushed: BTreeSet::new(),
         })
     }
 
@@ -372,7 +376,16 @@ impl Runtime {
 
     /// Destroys P `p`: its caches go to the pool, its dead goroutines to
     /// the global lists (`gfpurge`), its scan counts are dropped.
+    ///
+    /// Refused while a GC cycle runs (until `freeStackSpans`):
+    /// `GOMAXPROCS` waits for it (`stopTheWorldGC`).
     pub fn destroy_p(&mut self, p: u32) -> Result<(), Throw> {
+        if self.stacks.gcphase() != GcPhase::Off || self.stacks.spans_pending_free() {
+            return Err(Misuse::WouldBlock(
+                "procresize: GOMAXPROCS waits for the GC cycle to end (stopTheWorldGC)",
+            )
+            .into());
+        }
         let mut handle = self
             .ps
             .remove(&p)
@@ -383,6 +396,7 @@ impl Runtime {
             return Err(t);
         }
         self.gfpurge(p);
+        self.unflushed.remove(&p);
         self.prune_shadow();
         Ok(())
     }
@@ -394,6 +408,7 @@ impl Runtime {
             .get_mut(&p)
             .ok_or(Throw::Misuse(Misuse::NoSuchP(p)))?;
         self.stacks.stackcache_clear(handle)?;
+        self.unflushed.remove(&p);
         self.prune_shadow();
         Ok(())
     }
@@ -412,6 +427,12 @@ impl Runtime {
 
     /// `gcStart`.
     pub fn gc_start(&mut self) -> Result<(), Throw> {
+        if self.stacks.gcphase() == GcPhase::Off
+            && !self.stacks.spans_pending_free()
+            && !self.unflushed.is_empty()
+        {
+            return Err(gostack_spec::GoThrow::PMcacheNotFlushed.into());
+        }
         self.stacks.gc_start()?;
         self.gor.free_g_stacks_done = false;
         for g in &mut self.gor.gs {
@@ -457,7 +478,9 @@ impl Runtime {
 
     /// `setGCPhase(_GCoff)`.
     pub fn gc_off(&mut self) -> Result<(), Throw> {
-        self.stacks.gc_off()
+        self.stacks.gc_off()?;
+        self.unflushed = self.ps.keys().copied().collect();
+        Ok(())
     }
 
     /// `freeStackSpans`.
@@ -474,6 +497,7 @@ impl Runtime {
         }
         let mut ps: Vec<&mut P> = self.ps.values_mut().collect();
         self.stacks.gc_end(&mut ps).map_err(|t| self.va_throw(t))?;
+        self.unflushed.clear();
         self.prune_shadow();
         Ok(())
     }
@@ -506,6 +530,7 @@ impl Runtime {
         let mut w = self.gor_world();
         w.next_p = self.next_p;
         w.next_marker = self.next_marker;
+        w.unflushed = self.unflushed.iter().copied().collect();
         w.markers = self
             .stacks
             .markers()

@@ -303,7 +303,13 @@ pub fn op() -> impl Strategy<Value = Op> {
 /// Makes the GC phase `_GCmark` from wherever it is (ops that do not
 /// apply fail harmlessly).
 fn to_mark() -> Vec<Op> {
-    vec![Op::GcEnd, Op::FreeStackSpans, Op::GcStart]
+    vec![
+        Op::GcEnd,
+        Op::FreeStackSpans,
+        Op::FlushCache(0),
+        Op::FlushCache(1),
+        Op::GcStart,
+    ]
 }
 
 /// A big function (index 6 to 9 of the standard table).
@@ -397,6 +403,18 @@ fn story() -> impl Strategy<Value = Vec<Op>> {
             ops
         }),
         (64u8..81).prop_map(move |n| vec![Op::SpawnBurst(w, 0, n), Op::ExitBurst(w, 81)]),
+        // A cycle ended step by step without the caches' flush: the next
+        // gcStart throws.
+        Just(vec![
+            Op::GcEnd,
+            Op::FreeStackSpans,
+            Op::FlushCache(0),
+            Op::GcStart,
+            Op::GcMarkTermination,
+            Op::GcOff,
+            Op::FreeStackSpans,
+            Op::GcStart,
+        ]),
         (big(), 4u8..16).prop_map(move |(f, depth)| {
             let mut ops = vec![Op::SpawnBurst(w, 0, 4), Op::ExitBurst(w, 4)];
             ops.extend(to_mark());

@@ -693,8 +693,11 @@ fn random_run(p: &mut Pair, seed: u64, steps: usize) {
                     ps.push(id);
                 }
                 1 if ps.len() > 1 => {
-                    let id = ps.swap_remove(rng.below(ps.len() as u64) as usize);
-                    both!(p, |x| x.destroy_p(id)).unwrap();
+                    // Refused while a GC cycle runs (GOMAXPROCS waits).
+                    let i = rng.below(ps.len() as u64) as usize;
+                    if both!(p, |x| x.destroy_p(ps[i])).is_ok() {
+                        ps.swap_remove(i);
+                    }
                 }
                 2 => {
                     let a = p.s.read_word(p.s.heap.base + rng.below(1 << 16) * ptr);

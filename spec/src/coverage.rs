@@ -143,6 +143,7 @@ pub const REACHABLE_GO_THROWS: &[GoThrow] = &[
     GoThrow::StackSplitAtBadTime,
     GoThrow::StackGrowthAfterFork,
     GoThrow::GAlreadyScanned,
+    GoThrow::PMcacheNotFlushed,
 ];
 
 /// The counts so far on this thread, clearing them.

@@ -30,6 +30,9 @@ pub enum GoThrow {
     /// (here: a large stack span waiting on `stackLarge`) is inserted
     /// again.
     MSpanListInsert,
+    /// `gcStart` (runtime/mgc.go): a P's cache was not flushed since the
+    /// last cycle's sweep began.
+    PMcacheNotFlushed,
     /// `badPointer` via `findObject` (runtime/mbitmap.go): the GC found a
     /// pointer into pages that are no longer a live span.
     BadPointerInGoHeap,
@@ -76,6 +79,7 @@ impl GoThrow {
         GoThrow::FreeingStackNotInStackSpan,
         GoThrow::BadSpanState,
         GoThrow::MSpanListInsert,
+        GoThrow::PMcacheNotFlushed,
         GoThrow::BadPointerInGoHeap,
         GoThrow::UnknownCallerPc,
         GoThrow::TracebackDidNotUnwind,
@@ -102,6 +106,7 @@ impl GoThrow {
             GoThrow::FreeingStackNotInStackSpan => "freeing stack not in a stack span",
             GoThrow::BadSpanState => "bad span state",
             GoThrow::MSpanListInsert => "mSpanList.insert",
+            GoThrow::PMcacheNotFlushed => "p mcache not flushed",
             GoThrow::BadPointerInGoHeap => {
                 "found bad pointer in Go heap (incorrect use of unsafe or cgo?)"
             }

@@ -233,6 +233,8 @@ pub struct WorldSnap {
     pub free_g_stacks_done: bool,
     /// `work.nStackRoots` of the present (or last) cycle.
     pub n_stack_roots: u32,
+    /// Ps whose caches wait for their flush since the GC turned off.
+    pub unflushed: Vec<u32>,
 }
 
 impl State {
@@ -287,6 +289,7 @@ impl State {
             scanned: g.scanned.iter().map(|(&p, &(b, n))| (p, b, n)).collect(),
             free_g_stacks_done: g.free_g_stacks_done,
             n_stack_roots: g.n_stack_roots,
+            unflushed: self.unflushed.iter().copied().collect(),
             heap_bump: (g.heap_bump != (0, 0)).then(|| {
                 (
                     g.heap_bump.0.wrapping_sub(base),

@@ -209,6 +209,10 @@ pub struct State {
     pub gcphase: GcPhase,
     /// The GC has ended (phase off) but `freeStackSpans` has not run yet.
     pub spans_pending_free: bool,
+    /// Ps whose caches were not flushed since the last GC turned off (Go:
+    /// `mcache.flushGen != mheap_.sweepgen`; a P made since then starts
+    /// flushed). `gcStart` throws "p mcache not flushed" while one is left.
+    pub unflushed: std::collections::BTreeSet<u32>,
     /// Stacks handed out by `stackalloc` and not yet freed: lo to size.
     pub in_use: BTreeMap<u64, u64>,
     /// Pointers into stacks that a GC marker has read and not yet marked.
@@ -275,6 +279,7 @@ impl State {
             next_p: 0,
             gcphase: GcPhase::Off,
             spans_pending_free: false,
+            unflushed: Default::default(),
             in_use: BTreeMap::new(),
             markers: BTreeMap::new(),
             next_marker: 0,
@@ -454,6 +459,7 @@ impl State {
     /// destroyed (`freemcache`) and after each GC (`mcache.prepareForSweep`).
     fn stackcache_clear(&mut self, p: u32) -> Result<(), Throw> {
         crate::coverage::hit("stackcache_clear");
+        self.unflushed.remove(&p);
         for order in 0..self.stackpool.len() {
             let c = std::mem::take(&mut self.cache_mut(p)?.stackcache[order]);
             for x in c.list {
@@ -750,8 +756,20 @@ impl State {
 
     /// Destroys P `p`, flushing its caches to the pool (`procresize`
     /// shrinking → `p.destroy` → `freemcache` → `stackcache_clear`).
+    ///
+    /// `GOMAXPROCS` stops the world with `stopTheWorldGC`, which waits for
+    /// a GC cycle in progress to end: refused ([`Misuse::WouldBlock`])
+    /// from `gcStart` until `freeStackSpans` has run. (Go also waits for
+    /// the cycle's cache flushes; the destroyed P's own cache is flushed
+    /// by `freemcache` either way.)
     pub fn destroy_p(&mut self, p: u32) -> Result<(), Throw> {
         self.transact(|s| {
+            if s.gcphase != GcPhase::Off || s.spans_pending_free {
+                return Err(Misuse::WouldBlock(
+                    "procresize: GOMAXPROCS waits for the GC cycle to end (stopTheWorldGC)",
+                )
+                .into());
+            }
             // p.destroy: freemcache (stackcache_clear), then gfpurge moves
             // the P's dead goroutines to the global lists; the P's scan
             // counts leave with it (allp is truncated).
@@ -799,6 +817,13 @@ impl State {
                 found: "_GCoff before freeStackSpans",
             }
             .into());
+        }
+        if !self.unflushed.is_empty() {
+            // gcStart checks that every P finished the cache flush of the
+            // last cycle (runtime/mgc.go).
+            let t = GoThrow::PMcacheNotFlushed.into();
+            crate::coverage::throw(&t);
+            return Err(t);
         }
         self.gcphase = GcPhase::Mark;
         self.gor.free_g_stacks_done = false;
@@ -858,10 +883,15 @@ impl State {
     /// Turns the GC off (`setGCPhase(_GCoff)` in `gcMarkTermination`): from
     /// here frees return spans to the heap at once, but the spans kept
     /// during the cycle wait for [`State::free_stack_spans`].
+    ///
+    /// Sweeping starts (`gcSweep` advances `mheap_.sweepgen`), so every P's
+    /// cache is due for its flush (`mcache.prepareForSweep`) before the
+    /// next `gcStart`.
     pub fn gc_off(&mut self) -> Result<(), Throw> {
         self.require_phase("setGCPhase(_GCoff)", GcPhase::MarkTermination)?;
         self.gcphase = GcPhase::Off;
         self.spans_pending_free = true;
+        self.unflushed = self.ps.keys().copied().collect();
         Ok(())
     }
 

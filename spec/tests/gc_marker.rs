@@ -48,10 +48,11 @@ fn scenario(size: u64, ctx_of: impl Fn(&mut State) -> Ctx) {
     let id = s.gc_mark_read(stk.lo + 64);
     let id = step(&s, id);
     let _new = copy_then_churn(&mut s, ctx, stk);
-    // If the goroutine ran on a P, the old stack sits in its cache; a P
-    // destroyed during GC flushes it to the pool.
+    // If the goroutine ran on a P, the old stack sits in its cache; a
+    // flush during GC moves it to the pool. (A P destroyed would too, but
+    // GOMAXPROCS waits for the GC cycle to end.)
     if let Some(p) = ctx.p {
-        let r = s.destroy_p(p);
+        let r = s.flush_cache(p);
         step(&s, r);
         while s.heap_alloc(1).is_ok() {}
     }

@@ -766,3 +766,47 @@ fn double_frees_get_go_throws() {
         );
     }
 }
+
+/// GC and P sequencing (runtime/debug.go `GOMAXPROCS` → `stopTheWorldGC`;
+/// runtime/mgc.go `gcStart`, `gcSweep`; runtime/mcache.go
+/// `prepareForSweep`; Go 1.19 and 1.23): no P is destroyed while a GC
+/// cycle runs; once the GC turns off every P's cache is due for its flush,
+/// and `gcStart` throws "p mcache not flushed" while one is not done (a P
+/// made meanwhile starts flushed).
+#[test]
+fn gc_and_p_sequencing() {
+    let mut s = linux();
+    let (p0, p1) = (s.create_p(), s.create_p());
+    alloc(&mut s, Ctx::on(p0), 2 * K);
+    s.gc_start().unwrap();
+    let wait = Throw::Misuse(Misuse::WouldBlock(
+        "procresize: GOMAXPROCS waits for the GC cycle to end (stopTheWorldGC)",
+    ));
+    refused(&mut s, wait.clone(), |s| s.destroy_p(p1));
+    s.gc_mark_termination().unwrap();
+    refused(&mut s, wait.clone(), |s| s.destroy_p(p1));
+    s.gc_off().unwrap();
+    refused(&mut s, wait, |s| s.destroy_p(p1));
+    assert_eq!(
+        s.unflushed.iter().copied().collect::<Vec<_>>(),
+        vec![p0, p1]
+    );
+    s.free_stack_spans().unwrap();
+    let p2 = s.create_p();
+    s.flush_cache(p0).unwrap();
+    refused(&mut s, Throw::Go(GoThrow::PMcacheNotFlushed), |s| {
+        s.gc_start()
+    });
+    assert_eq!(
+        GoThrow::PMcacheNotFlushed.to_string(),
+        "p mcache not flushed"
+    );
+    // Destroying the unflushed P flushes its cache (freemcache).
+    s.destroy_p(p1).unwrap();
+    ok(&s);
+    assert!(s.unflushed.is_empty());
+    s.gc_start().unwrap();
+    s.gc_end().unwrap();
+    assert!(s.unflushed.is_empty(), "gc_end flushes every P");
+    s.destroy_p(p2).unwrap();
+}
