@@ -94,6 +94,9 @@ MUTANTS = [
      "if !self.unflushed.is_empty() {", "if false {"),
     ("GOMAXPROCS destroys a P during a GC cycle", "spec/src/stack.rs",
      "if s.gcphase != GcPhase::Off || s.spans_pending_free {", "if false {"),
+    ("newproc runs the entry at once (a new goroutine has run)", "spec/src/goroutine.rs",
+     "self.transact(|s| s.newproc_inner(ctx, func))",
+     "self.transact(|s| { let id = s.newproc_inner(ctx, func)?; s.start_inner(ctx, id)?; Ok(id) })"),
 ]
 
 TESTS = ["stackalloc", "gc_marker", "stackalloc_props", "goroutine", "goroutine_props"]

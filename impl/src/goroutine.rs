@@ -289,6 +289,10 @@ impl Runtime {
     fn require_runnable(&self, gid: u32) -> Result<(), Throw> {
         let g = self.g(gid)?;
         if g.status == GStatus::Runnable && g.waiting.is_empty() && !g.async_safe_point {
+            if matches!(g.pc, Pc::Entry(_)) {
+                // Only a goroutine that never ran stands at an entry.
+                return Err(Misuse::NotStarted(gid).into());
+            }
             Ok(())
         } else {
             Err(Misuse::GNotRunnable(gid).into())
@@ -663,8 +667,39 @@ impl Runtime {
     }
 
     /// Creates a goroutine that will run `func` and runs its entry (as
-    /// `State::spawn`).
+    /// `State::spawn`: `newproc` then `start`, as one operation).
     pub fn spawn(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
+        self.newproc_run(ctx, func, true)
+    }
+
+    /// Creates a goroutine that will run `func`; it has not run yet (as
+    /// `State::newproc`).
+    pub fn newproc(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
+        self.newproc_run(ctx, func, false)
+    }
+
+    /// A scheduler on the M of `ctx` runs goroutine `gid` for the first
+    /// time: `execute`, then its entry (as `State::start`).
+    pub fn start(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        let g = self.g(gid)?;
+        if g.status != GStatus::Runnable || !matches!(g.pc, Pc::Entry(_)) {
+            return Err(Misuse::NotAtEntry(gid).into());
+        }
+        let (preempt, guard) = (g.preempt, g.stackguard0);
+        let p = ctx.p.ok_or(Throw::Misuse(Misuse::NeedsP("execute")))?;
+        self.p_exists(p)?;
+        self.execute(gid)?;
+        let r = self.enter(ctx, gid);
+        if r.is_err() {
+            let g = self.gm(gid)?;
+            g.preempt = preempt;
+            g.stackguard0 = guard;
+        }
+        r
+    }
+
+    /// `newproc1`, and with `run` the entry at once.
+    fn newproc_run(&mut self, ctx: Ctx, func: usize, run: bool) -> Result<u32, Throw> {
         self.require_layout()?;
         let p = ctx.p.ok_or(Throw::Misuse(Misuse::NeedsP("newproc")))?;
         self.p_exists(p)?;
@@ -718,7 +753,11 @@ impl Runtime {
             preemptible: !ctx.preemptoff,
             throwsplit: false,
         };
-        let (copies, planned) = self.plan_enter(func, num);
+        let (copies, planned) = if run {
+            self.plan_enter(func, num)
+        } else {
+            (Vec::new(), Ok(()))
+        };
         let new_id = cand.unwrap_or(self.gor.gs.len() as u32);
         let planned = planned.map_err(|t| match t {
             Throw::Misuse(Misuse::NosplitOverrun(_)) => Misuse::NosplitOverrun(new_id).into(),
@@ -813,7 +852,9 @@ impl Runtime {
                 self.wr(sp - ptr, 0);
             }
         }
-        self.enter(ctx, id)?;
+        if run {
+            self.enter(ctx, id)?;
+        }
         Ok(id)
     }
 

@@ -146,6 +146,8 @@ pub enum Call {
     Mark(u32),
     AddFunc(Func),
     Spawn(Ctx, usize),
+    NewProc(Ctx, usize),
+    Start(Ctx, u32),
     SpawnBurst(Ctx, usize, u8),
     Call(Ctx, u32, usize, usize),
     Recurse(Ctx, u32, usize, usize, u8),
@@ -264,6 +266,8 @@ pub fn apply<M: Machine + ?Sized>(m: &mut M, call: &Call) -> Result<Out, Throw> 
         Call::Mark(id) => unit(m.gc_mark(*id)),
         Call::AddFunc(f) => m.add_func(f.clone()).map(|i| Out::Id(i as u64)),
         Call::Spawn(ctx, f) => m.spawn(*ctx, *f).map(|g| Out::Id(g.into())),
+        Call::NewProc(ctx, f) => m.newproc(*ctx, *f).map(|g| Out::Id(g.into())),
+        Call::Start(ctx, g) => unit(m.start(*ctx, *g)),
         Call::SpawnBurst(ctx, f, n) => {
             let mut done = Vec::new();
             for _ in 0..*n {
@@ -879,7 +883,7 @@ impl<B: Machine> Harness<B> {
                 }
             }
             (Call::HeapAlloc(_), Out::Off(a)) => self.held.heap.push(*a),
-            (Call::Spawn(..), Out::Id(g)) => self.held.last_g = Some(*g as u32),
+            (Call::Spawn(..) | Call::NewProc(..), Out::Id(g)) => self.held.last_g = Some(*g as u32),
             (Call::SpawnBurst(..), Out::Burst(done, _)) => {
                 if let Some(Out::Id(g)) = done.last() {
                     self.held.last_g = Some(*g as u32);
@@ -1296,6 +1300,22 @@ impl<B: Machine> Harness<B> {
                 self.spec.config.profile.goarch.name(),
             )),
             Op::Spawn(w, f) => Call::Spawn(self.ctx(*w), self.func_index(*f)),
+            Op::NewProc(w, f) => Call::NewProc(self.ctx(*w), self.func_index(*f)),
+            Op::Start(w, i) => {
+                let new: Vec<u32> = self
+                    .spec
+                    .gor
+                    .gs
+                    .iter()
+                    .filter(|(_, g)| g.status == GStatus::Runnable && matches!(g.pc, Pc::Entry(_)))
+                    .map(|(&id, _)| id)
+                    .collect();
+                let all: Vec<u32> = self.spec.gor.gs.keys().copied().collect();
+                match pick(&new, (*i).into()).or_else(|| pick(&all, (*i).into())) {
+                    Some(g) => Call::Start(self.ctx(*w), g),
+                    None => Call::Skip,
+                }
+            }
             Op::SpawnBurst(w, f, n) => Call::SpawnBurst(self.ctx(*w), self.func_index(*f), n % 81),
             Op::Call(w, g, s, f) => {
                 let g = g!(*g);

@@ -57,8 +57,12 @@ pub trait Machine {
     fn add_func(&mut self, f: Func) -> Result<usize, Throw>;
     /// A goroutine's frames.
     fn frames(&self, gid: u32) -> Result<Vec<Frame>, Throw>;
-    /// `newproc`.
+    /// `newproc`, then the new goroutine runs at once.
     fn spawn(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw>;
+    /// `newproc1` alone: the goroutine has not run yet.
+    fn newproc(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw>;
+    /// A scheduler runs a new goroutine for the first time.
+    fn start(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw>;
     /// A call.
     fn call(&mut self, ctx: Ctx, gid: u32, site: usize, callee: usize) -> Result<(), Throw>;
     /// A return.
@@ -271,6 +275,12 @@ macro_rules! forward {
             }
             fn exit_syscall0(&mut self, gid: u32) -> Result<(), Throw> {
                 <$t>::exit_syscall0(self, gid)
+            }
+            fn newproc(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
+                <$t>::newproc(self, ctx, func)
+            }
+            fn start(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+                <$t>::start(self, ctx, gid)
             }
             fn before_fork(&mut self, gid: u32) -> Result<(), Throw> {
                 <$t>::before_fork(self, gid)

@@ -230,6 +230,12 @@ pub enum Op {
     AddFunc(FuncSpec),
     /// `newproc` of the i-th function.
     Spawn(Who, u8),
+    /// `newproc1` alone of the i-th function: the goroutine has not run
+    /// yet.
+    NewProc(Who, u8),
+    /// A scheduler runs the i-th goroutine that has not run yet (falls
+    /// back to any goroutine).
+    Start(Who, u8),
     /// n spawns of the same function (n up to 80: enough dead goroutines
     /// for gfput to spill to the global lists).
     SpawnBurst(Who, u8, u8),
@@ -349,6 +355,8 @@ impl Op {
             Op::AddFunc(_) => "AddFunc",
             Op::Spawn(..) => "Spawn",
             Op::SpawnBurst(..) => "SpawnBurst",
+            Op::NewProc(..) => "NewProc",
+            Op::Start(..) => "Start",
             Op::Call(..) => "Call",
             Op::Recurse(..) => "Recurse",
             Op::Ret(..) => "Ret",

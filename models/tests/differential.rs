@@ -289,6 +289,12 @@ impl gostack_models::Machine for Skewed {
     fn exit_syscall0(&mut self, gid: u32) -> Result<(), Throw> {
         self.inner.exit_syscall0(gid)
     }
+    fn newproc(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
+        self.inner.newproc(ctx, func)
+    }
+    fn start(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        self.inner.start(ctx, gid)
+    }
     fn before_fork(&mut self, gid: u32) -> Result<(), Throw> {
         self.inner.before_fork(gid)
     }

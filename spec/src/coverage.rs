@@ -124,6 +124,7 @@ fn misuse_name(m: &Misuse) -> &'static str {
         Misuse::RootJobDone(_) => "misuse: root job already done",
         Misuse::StartingStackTooLarge(_) => "misuse: starting stack above 2^30",
         Misuse::NotAStackRoot(_) => "misuse: not a stack root",
+        Misuse::NotStarted(_) => "misuse: not started",
     }
 }
 

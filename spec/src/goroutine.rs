@@ -582,82 +582,122 @@ impl State {
         }
     }
 
-    /// Creates a goroutine that will run function `func`, and runs its
-    /// entry (the prologue check, growing if needed, and the frame push).
+    /// Creates a goroutine that will run function `func`, and runs it at
+    /// once on the same M: [`State::newproc`] then [`State::start`], as one
+    /// operation (Go's `newproc` puts the new goroutine in the P's
+    /// `runnext`, so this is the schedule where the spawner yields right
+    /// away).
+    pub fn spawn(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
+        self.transact(|s| {
+            let id = s.newproc_inner(ctx, func)?;
+            s.start_inner(ctx, id)?;
+            Ok(id)
+        })
+    }
+
+    /// Creates a goroutine that will run function `func`; it has not run
+    /// yet.
     ///
     /// Go: `newproc1` (runtime/proc.go): a dead goroutine from `gfget` or a
     /// new one from `malg(stackMin)`, then `gostartcallfn` pushes the goexit
-    /// return address below `stktopsp`.
-    pub fn spawn(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
+    /// return address below `stktopsp` and points `sched.pc` at the entry.
+    /// The entry's prologue and frame run when a scheduler first runs the
+    /// goroutine ([`State::start`]); until then its used stack is only
+    /// the top words newproc1 leaves (40 bytes on amd64), which is what a
+    /// GC scan counts.
+    pub fn newproc(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
+        self.transact(|s| s.newproc_inner(ctx, func))
+    }
+
+    /// A scheduler on the M of `ctx` runs goroutine `gid` for the first
+    /// time (`execute`, then `gogo` to the entry): its entry's prologue
+    /// check (growing in this M's context if needed) and frame push.
+    /// Refused ([`Misuse::NotAtEntry`]) for a goroutine that already ran.
+    pub fn start(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
         self.transact(|s| {
-            s.require_layout()?;
-            let p = ctx.p.ok_or(Throw::Misuse(Misuse::NeedsP("newproc")))?;
+            let g = s.g(gid)?;
+            if g.status != GStatus::Runnable || !matches!(g.pc, Pc::Entry(_)) {
+                return Err(Misuse::NotAtEntry(gid).into());
+            }
+            let p = ctx.p.ok_or(Throw::Misuse(Misuse::NeedsP("execute")))?;
             s.stack_p_exists(p)?;
-            if func >= s.gor.funcs.len() {
-                return Err(Misuse::NoSuchFunc(func).into());
-            }
-            if s.gor.funcs[func].args_size != 0 {
-                // newproc1 starts only a func() (the compiler wraps a go
-                // statement's call in a closure without arguments).
-                let name = s.gor.funcs[func].name.clone();
-                return Err(Misuse::BadFunc(
-                    name,
-                    "a goroutine's entry function takes no arguments".into(),
-                )
-                .into());
-            }
-            let id = match s.gfget(ctx, p)? {
-                Some(id) => {
-                    crate::coverage::hit("gfget: reuse a dead goroutine");
-                    id
-                }
-                None => {
-                    crate::coverage::hit("malg: a new goroutine");
-                    // malg(stackMin): round2(stackSystem + stackMin), i.e.
-                    // fixedStack, whatever startingStackSize is.
-                    let n = (s.consts.stack_system + s.consts.stack_min).next_power_of_two();
-                    let stk = s.stackalloc_inner(ctx, n)?;
-                    // malg zeroes the stack's lowest word.
-                    s.write_mem(stk.lo, 0);
-                    let id = s.gor.next_g;
-                    s.gor.next_g += 1;
-                    s.gor.gs.insert(id, s.new_g(stk));
-                    id
-                }
-            };
-            let ptr = s.ptr();
-            let guard = s.consts.stack_guard;
-            let uses_lr = s.uses_lr();
-            let top = (4 * ptr + s.min_frame()).next_multiple_of(if uses_lr { 16 } else { ptr });
-            let g = s.g_mut(id)?;
-            // newproc1: leave 4 words (and MinFrameSize) at the top, aligned
-            // to StackAlign; gostartcall pushes the goexit return address
-            // (x86) or puts it in LR (arm64). execute() gives the guard back
-            // when the goroutine is scheduled, which here is at once.
-            g.stktopsp = g.stack.hi - top;
-            g.sp = if uses_lr {
-                g.stktopsp
-            } else {
-                g.stktopsp - ptr
-            };
-            g.lr = if uses_lr { GOEXIT_PC } else { 0 };
-            g.pc = Pc::Entry(func);
-            g.status = GStatus::Runnable;
-            g.stackguard0 = g.stack.lo + guard;
-            let sp = g.sp;
-            if !uses_lr {
-                s.write_mem(sp, GOEXIT_PC);
-            } else {
-                // The caller's LR slot at the top frame is zeroed; Go 1.23
-                // zeroes the caller's FP word below it too.
-                s.write_mem(sp, 0);
-                if s.config.profile.release != crate::profile::Release::Go1_19 {
-                    s.write_mem(sp - ptr, 0);
-                }
-            }
-            s.enter(ctx, id)?;
-            Ok(id)
+            s.start_inner(ctx, gid)
         })
+    }
+
+    fn start_inner(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        self.execute(gid)?;
+        self.enter(ctx, gid)
+    }
+
+    fn newproc_inner(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
+        let s = self;
+        s.require_layout()?;
+        let p = ctx.p.ok_or(Throw::Misuse(Misuse::NeedsP("newproc")))?;
+        s.stack_p_exists(p)?;
+        if func >= s.gor.funcs.len() {
+            return Err(Misuse::NoSuchFunc(func).into());
+        }
+        if s.gor.funcs[func].args_size != 0 {
+            // newproc1 starts only a func() (the compiler wraps a go
+            // statement's call in a closure without arguments).
+            let name = s.gor.funcs[func].name.clone();
+            return Err(Misuse::BadFunc(
+                name,
+                "a goroutine's entry function takes no arguments".into(),
+            )
+            .into());
+        }
+        let id = match s.gfget(ctx, p)? {
+            Some(id) => {
+                crate::coverage::hit("gfget: reuse a dead goroutine");
+                id
+            }
+            None => {
+                crate::coverage::hit("malg: a new goroutine");
+                // malg(stackMin): round2(stackSystem + stackMin), i.e.
+                // fixedStack, whatever startingStackSize is.
+                let n = (s.consts.stack_system + s.consts.stack_min).next_power_of_two();
+                let stk = s.stackalloc_inner(ctx, n)?;
+                // malg zeroes the stack's lowest word.
+                s.write_mem(stk.lo, 0);
+                let id = s.gor.next_g;
+                s.gor.next_g += 1;
+                s.gor.gs.insert(id, s.new_g(stk));
+                id
+            }
+        };
+        let ptr = s.ptr();
+        let guard = s.consts.stack_guard;
+        let uses_lr = s.uses_lr();
+        let top = (4 * ptr + s.min_frame()).next_multiple_of(if uses_lr { 16 } else { ptr });
+        let g = s.g_mut(id)?;
+        // newproc1: leave 4 words (and MinFrameSize) at the top, aligned
+        // to StackAlign; gostartcall pushes the goexit return address
+        // (x86) or puts it in LR (arm64). execute() gives the guard back
+        // when the goroutine is scheduled, which here is at once.
+        g.stktopsp = g.stack.hi - top;
+        g.sp = if uses_lr {
+            g.stktopsp
+        } else {
+            g.stktopsp - ptr
+        };
+        g.lr = if uses_lr { GOEXIT_PC } else { 0 };
+        g.pc = Pc::Entry(func);
+        g.status = GStatus::Runnable;
+        g.stackguard0 = g.stack.lo + guard;
+        let sp = g.sp;
+        if !uses_lr {
+            s.write_mem(sp, GOEXIT_PC);
+        } else {
+            // The caller's LR slot at the top frame is zeroed; Go 1.23
+            // zeroes the caller's FP word below it too.
+            s.write_mem(sp, 0);
+            if s.config.profile.release != crate::profile::Release::Go1_19 {
+                s.write_mem(sp - ptr, 0);
+            }
+        }
+        Ok(id)
     }
 
     fn new_g(&self, stk: Stack) -> G {
@@ -959,6 +999,11 @@ impl State {
     fn require_runnable(&self, gid: u32) -> Result<(), Throw> {
         let g = self.g(gid)?;
         if g.status == GStatus::Runnable && g.waiting.is_empty() && !g.async_safe_point {
+            if matches!(g.pc, Pc::Entry(_)) {
+                // Between operations only a goroutine that never ran
+                // stands at an entry.
+                return Err(Misuse::NotStarted(gid).into());
+            }
             Ok(())
         } else {
             Err(Misuse::GNotRunnable(gid).into())

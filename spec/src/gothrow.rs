@@ -242,6 +242,9 @@ pub enum Misuse {
     /// A stack scan of a goroutine created after `gcStart`: it is no stack
     /// root of this cycle (Go allocates it black and never scans it).
     NotAStackRoot(u32),
+    /// An operation of a running goroutine on one that has not run yet
+    /// (made by `newproc`, not yet started).
+    NotStarted(u32),
 }
 
 impl fmt::Display for Misuse {
@@ -302,6 +305,10 @@ impl fmt::Display for Misuse {
             Misuse::RootJobDone(job) => write!(
                 f,
                 "gostack: the GC root job {job} already ran in this cycle (each root job runs once per cycle)"
+            ),
+            Misuse::NotStarted(g) => write!(
+                f,
+                "gostack: goroutine {g} has not run yet (newproc made it; start runs it)"
             ),
             Misuse::NotAStackRoot(g) => write!(
                 f,

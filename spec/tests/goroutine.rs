@@ -1487,3 +1487,59 @@ fn godebug_switches() {
     assert!(!t.s.gor.gs[&g].preempt_shrink);
     t.gc_end();
 }
+
+/// A new goroutine has not run yet: `newproc1` (runtime/proc.go, Go 1.19
+/// and 1.23) leaves `sched.sp` below the top words with goexit's return
+/// address and `sched.pc` at the entry; the entry's prologue and frame
+/// run when a scheduler first runs it (`execute`), on that M. So a GC scan
+/// of it counts 40 bytes on amd64, and the growth its entry needs is
+/// allocated from the P that runs it.
+#[test]
+fn a_new_goroutine_has_not_run_yet() {
+    let mut t = T::new("amd64");
+    let f = t.func(ptr_func(&t, "entry", 4 * 1024 / 8));
+    let ctx = t.ctx();
+    let g = t.s.newproc(ctx, f).unwrap();
+    t.ok();
+    let gg = &t.s.gor.gs[&g];
+    assert_eq!(gg.pc, gostack_spec::goroutine::Pc::Entry(f));
+    assert_eq!(
+        gg.stack.hi - gg.sp,
+        40,
+        "newproc1's 4 words and goexit's PC"
+    );
+    assert_eq!(
+        t.s.call(ctx, g, 0, f),
+        Err(Throw::Misuse(Misuse::NotStarted(g)))
+    );
+    assert_eq!(
+        t.s.enter_syscall(g),
+        Err(Throw::Misuse(Misuse::NotStarted(g)))
+    );
+    assert_eq!(t.s.exit(ctx, g), Err(Throw::Misuse(Misuse::NotStarted(g))));
+    // The GC scans the 40 bytes.
+    t.scan(g);
+    assert_eq!(t.s.gor.scanned[&t.p], (40, 1));
+    t.gc_end();
+    assert_eq!(t.s.gor.starting_stack_size, 2 * K);
+    // Another P runs it: the entry's growth comes from that P's cache.
+    let q = t.s.create_p();
+    let old_lo = t.s.gor.gs[&g].stack.lo;
+    t.s.start(Ctx::on(q), g).unwrap();
+    t.ok();
+    assert_eq!(t.size(g), 8 * K);
+    assert_eq!(t.depth(g), 1);
+    assert_eq!(
+        t.s.ps[&q].stackcache[0].list,
+        vec![old_lo],
+        "the old stack went to the running P's cache"
+    );
+    assert!(t.s.ps[&q].stackcache[2].size > 0, "q refilled for 8 KiB");
+    assert_eq!(
+        t.s.start(Ctx::on(q), g),
+        Err(Throw::Misuse(Misuse::NotAtEntry(g)))
+    );
+    // spawn is newproc and start at once.
+    let h = t.spawn(f);
+    assert_eq!(t.depth(h), 1);
+}
