@@ -4,4 +4,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ci/install-go.sh
+# Seconds: every spec mutant (ci/spec-mutants.py) still applies to the tree.
+python3 ci/spec-mutants.py --check
 cargo test --workspace "$@"
