@@ -99,6 +99,14 @@ MUTANTS = [
     ("newproc runs the entry at once (a new goroutine has run)", "spec/src/goroutine.rs",
      "self.transact(|s| s.newproc_inner(ctx, func))",
      "self.transact(|s| { let id = s.newproc_inner(ctx, func)?; s.start_inner(ctx, id)?; Ok(id) })"),
+    ("mutators run while the world is stopped for mark termination", "spec/src/stack.rs",
+     "if self.gcphase == GcPhase::MarkTermination {\n            crate::coverage::hit(\"world stopped",
+     "if false {\n            crate::coverage::hit(\"world stopped"),
+    ("GOMAXPROCS makes a P during a GC cycle", "spec/src/stack.rs",
+     "    pub fn create_p(&mut self) -> Result<u32, Throw> {\n        if self.gcphase != GcPhase::Off || self.spans_pending_free {",
+     "    pub fn create_p(&mut self) -> Result<u32, Throw> {\n        if false {"),
+    ("prepareForSweep flushes a P twice in one sweep cycle", "spec/src/stack.rs",
+     "if s.unflushed.contains(&p) {", "if true {"),
 ]
 
 TESTS = ["stackalloc", "gc_marker", "stackalloc_props", "goroutine", "goroutine_props"]

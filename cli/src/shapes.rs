@@ -22,7 +22,7 @@ pub(crate) trait Machine {
     /// Adds a function; returns its index.
     fn add_func(&mut self, f: Func) -> Result<usize, Throw>;
     /// Creates a P.
-    fn create_p(&mut self) -> u32;
+    fn create_p(&mut self) -> Result<u32, Throw>;
     /// Starts a goroutine at `f`.
     fn spawn(&mut self, ctx: Ctx, f: usize) -> Result<u32, Throw>;
     /// Calls `callee` from call site `site` of the innermost function.
@@ -42,7 +42,7 @@ macro_rules! machine_methods {
         fn add_func(&mut self, f: Func) -> Result<usize, Throw> {
             Self::add_func(self, f)
         }
-        fn create_p(&mut self) -> u32 {
+        fn create_p(&mut self) -> Result<u32, Throw> {
             Self::create_p(self)
         }
         fn spawn(&mut self, ctx: Ctx, f: usize) -> Result<u32, Throw> {
@@ -203,7 +203,7 @@ impl Shape {
     /// Site `i` is stack-map index `i`; each function calls from the index
     /// its CALL instruction's PCDATA $1 names.
     pub(crate) fn new(m: &mut dyn Machine, kind: Kind, depth: u64) -> Result<Shape, Throw> {
-        let p = m.create_p();
+        let p = m.create_p()?;
         let (ef, rf) = kind.frames();
         let (entry, rec) = match kind {
             Kind::Copy => (

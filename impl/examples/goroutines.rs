@@ -300,7 +300,7 @@ fn main() {
         .unwrap_or(100_000);
     let t0 = Instant::now();
     let mut d = Driver::new(8 << 30);
-    let ps = [d.rt.create_p(), d.rt.create_p()];
+    let ps = [d.rt.create_p().unwrap(), d.rt.create_p().unwrap()];
     let mut gs: Vec<Gor> = (0..n).map(|i| d.spawn(ps[i % 2])).collect();
     let s = d.rt.stats();
     println!(

@@ -669,18 +669,21 @@ impl Runtime {
     /// Creates a goroutine that will run `func` and runs its entry (as
     /// `State::spawn`: `newproc` then `start`, as one operation).
     pub fn spawn(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
+        self.require_world_running()?;
         self.newproc_run(ctx, func, true)
     }
 
     /// Creates a goroutine that will run `func`; it has not run yet (as
     /// `State::newproc`).
     pub fn newproc(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
+        self.require_world_running()?;
         self.newproc_run(ctx, func, false)
     }
 
     /// A scheduler on the M of `ctx` runs goroutine `gid` for the first
     /// time: `execute`, then its entry (as `State::start`).
     pub fn start(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         let g = self.g(gid)?;
         if g.status != GStatus::Runnable || !matches!(g.pc, Pc::Entry(_)) {
             return Err(Misuse::NotAtEntry(gid).into());
@@ -1076,6 +1079,7 @@ impl Runtime {
     /// The innermost function calls `callee` from its site `site` (as
     /// `State::call`).
     pub fn call(&mut self, ctx: Ctx, gid: u32, site: usize, callee: usize) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_can_call(gid, false)?;
         let Pc::At(func, _) = self.g(gid)?.pc else {
             return Err(Misuse::NotAtEntry(gid).into());
@@ -1132,6 +1136,7 @@ impl Runtime {
     /// The innermost function returns; from the bottom function the
     /// goroutine ends (as `State::ret`).
     pub fn ret(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_can_call(gid, true)?;
         let g = self.g(gid)?;
         let Pc::At(func, _) = g.pc else {
@@ -1172,6 +1177,7 @@ impl Runtime {
 
     /// The innermost frame moves to call site `site`.
     pub fn set_site(&mut self, gid: u32, site: usize) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable(gid)?;
         let Pc::At(f, _) = self.g(gid)?.pc else {
             return Err(Misuse::NotAtEntry(gid).into());
@@ -1222,6 +1228,7 @@ impl Runtime {
         slot: Slot,
         value: u64,
     ) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable(gid)?;
         if value > self.mask {
             return Err(Invalid::NotAPointer {
@@ -1237,6 +1244,7 @@ impl Runtime {
 
     /// Writes any word of a goroutine's used stack (the hostile operation).
     pub fn poke(&mut self, gid: u32, addr: u64, value: u64) -> Result<(), Throw> {
+        self.require_world_running()?;
         let g = self.g(gid)?;
         let p = self.ptr;
         if addr < g.sp || addr >= g.stack.hi || addr % p != 0 || value > self.mask {
@@ -1249,6 +1257,7 @@ impl Runtime {
 
     /// Sets the closure-context register.
     pub fn set_ctxt(&mut self, gid: u32, value: u64) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable(gid)?;
         let mask = self.mask;
         self.gm(gid)?.ctxt = value & mask;
@@ -1264,6 +1273,7 @@ impl Runtime {
         fn_value: u64,
         on_stack: Option<usize>,
     ) -> Result<u64, Throw> {
+        self.require_world_running()?;
         self.require_runnable(gid)?;
         let p = self.ptr;
         let frames = self.frames_upto(gid, frame)?;
@@ -1295,6 +1305,7 @@ impl Runtime {
 
     /// Pops the first defer record.
     pub fn defer_pop(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable(gid)?;
         let head = self.g(gid)?.defer_head;
         if head == 0 {
@@ -1307,6 +1318,7 @@ impl Runtime {
 
     /// Sets the panic head to a record at a stack object of frame `frame`.
     pub fn panic_push(&mut self, gid: u32, frame: usize, object: usize) -> Result<u64, Throw> {
+        self.require_world_running()?;
         self.require_runnable(gid)?;
         let addr = self.slot_addr(gid, frame, Slot::Object(object, 0))?;
         let head = self.g(gid)?.panic_head;
@@ -1331,6 +1343,7 @@ impl Runtime {
 
     /// `stackguard0 = stackPreempt`.
     pub fn request_preempt(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         let preempt = self.consts.stack_preempt;
         let g = self.gm(gid)?;
         if g.status == GStatus::Dead {
@@ -1344,6 +1357,7 @@ impl Runtime {
     /// `stackguard0 = stackForceMove` (`gcTestMoveStackOnNextCall`, which
     /// the goroutine calls on itself).
     pub fn request_force_move(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable_not_forking(gid)?;
         let force = self.consts.stack_force_move;
         self.gm(gid)?.stackguard0 = force;
@@ -1798,6 +1812,7 @@ impl Runtime {
     /// `reentersyscall`: syscallsp set, the guard poisoned with
     /// stackPreempt, `throwsplit` set.
     pub fn enter_syscall(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable_not_forking(gid)?;
         let preempt = self.consts.stack_preempt;
         let g = self.gm(gid)?;
@@ -1810,6 +1825,7 @@ impl Runtime {
 
     /// `exitsyscall`, fast path: the guard restored from `preempt`.
     pub fn exit_syscall(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         let (preempt_v, guard) = (self.consts.stack_preempt, self.consts.stack_guard);
         let g = self.gm(gid)?;
         if g.status != GStatus::Syscall {
@@ -1828,6 +1844,7 @@ impl Runtime {
 
     /// `exitsyscall`, slow path (`exitsyscall0`, then `execute`).
     pub fn exit_syscall0(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         let g = self.gm(gid)?;
         if g.status != GStatus::Syscall {
             return Err(Misuse::GNotRunnable(gid).into());
@@ -1841,6 +1858,7 @@ impl Runtime {
     /// Stops at (or resumes from) an asynchronous preemption:
     /// `asyncSafePoint`.
     pub fn set_async_safe_point(&mut self, gid: u32, on: bool) -> Result<(), Throw> {
+        self.require_world_running()?;
         if on {
             self.require_runnable_not_forking(gid)?;
         } else if !self.g(gid)?.async_safe_point {
@@ -1853,6 +1871,7 @@ impl Runtime {
     /// `syscall_runtime_BeforeFork`: stackguard0 = stackFork, the M
     /// locked.
     pub fn before_fork(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable_not_forking(gid)?;
         let fork = self.consts.stack_fork;
         let g = self.gm(gid)?;
@@ -1863,6 +1882,7 @@ impl Runtime {
 
     /// `syscall_runtime_AfterFork`: the stack's guard again.
     pub fn after_fork(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable(gid)?;
         let guard = self.consts.stack_guard;
         let g = self.gm(gid)?;
@@ -2152,6 +2172,7 @@ impl Runtime {
 
     /// Ends goroutine `gid` from wherever it stands (`runtime.Goexit`).
     pub fn exit(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable_not_forking(gid)?;
         self.goexit(ctx, gid)
     }
@@ -2160,6 +2181,7 @@ impl Runtime {
 
     /// Makes a channel with elements of `elemsize` bytes; returns its id.
     pub fn make_chan(&mut self, elemsize: u64) -> Result<u32, Throw> {
+        self.require_world_running()?;
         if elemsize % self.ptr != 0 || elemsize >= 1 << 16 {
             return Err(Misuse::BadElemSize(elemsize).into());
         }
@@ -2175,6 +2197,7 @@ impl Runtime {
     /// First parking step of a receive or select on `cases` (as
     /// `State::park_begin`).
     pub fn park_begin(&mut self, gid: u32, cases: &[(u32, u64)]) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable_not_forking(gid)?;
         let g = self.g(gid)?;
         let (sp, hi) = (g.sp, g.stack.hi);
@@ -2262,6 +2285,7 @@ impl Runtime {
 
     /// Second parking step: `parkingOnChan` set.
     pub fn park_set_parking(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_parking_step(gid, GStatus::Running, false)?;
         self.gm(gid)?.parking_on_chan = true;
         Ok(())
@@ -2269,6 +2293,7 @@ impl Runtime {
 
     /// Third parking step: `park_m` sets the status to waiting.
     pub fn park_m(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_parking_step(gid, GStatus::Running, true)?;
         self.gm(gid)?.status = GStatus::Waiting;
         Ok(())
@@ -2276,6 +2301,7 @@ impl Runtime {
 
     /// Last parking step: `chanparkcommit`.
     pub fn park_commit(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_parking_step(gid, GStatus::Waiting, true)?;
         let g = &mut self.gor.gs[gid as usize];
         g.active_stack_chans = true;
@@ -2289,6 +2315,7 @@ impl Runtime {
 
     /// The four parking steps at once.
     pub fn park(&mut self, gid: u32, cases: &[(u32, u64)]) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.park_begin(gid, cases)?;
         self.park_set_parking(gid)?;
         self.park_m(gid)?;
@@ -2298,6 +2325,7 @@ impl Runtime {
     /// A sender delivers `value` on channel `c` to its first waiting
     /// receiver (as `State::send`); returns the receiver.
     pub fn send(&mut self, c: u32, value: &[u64]) -> Result<u32, Throw> {
+        self.require_world_running()?;
         let ch = self
             .gor
             .chans
@@ -2342,6 +2370,7 @@ impl Runtime {
 
     /// The readied receiver resumes (as `State::wake`).
     pub fn wake(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         let g = self.g(gid)?;
         if g.status != GStatus::Runnable || g.waiting.is_empty() {
             return Err(Misuse::ParkOutOfOrder(gid).into());
@@ -2519,7 +2548,7 @@ mod tests {
         let mut c = Config::new(Profile::parse("linux", arch, false, rel).unwrap());
         c.arena_bytes = 4 << 20;
         let mut r = Runtime::new(c).unwrap();
-        let p = r.create_p();
+        let p = r.create_p().unwrap();
         (r, Ctx::on(p))
     }
 

@@ -43,7 +43,7 @@
 //!
 //! // The spec's API.
 //! let mut rt = Runtime::new(config).unwrap();
-//! let p = rt.create_p();
+//! let p = rt.create_p().unwrap();
 //! let stk = rt.stackalloc(Ctx::on(p), 8192).unwrap();
 //! assert_eq!(rt.snapshot().in_use, vec![(stk.lo - rt.base(), 8192)]);
 //! ```
@@ -61,8 +61,8 @@
 //! config.arena_bytes = 4 << 20;
 //! let mut rt = Runtime::new(config.clone()).unwrap();
 //! let mut spec = State::new(config).unwrap();
-//! let p = rt.create_p();
-//! assert_eq!(spec.create_p(), p);
+//! let p = rt.create_p().unwrap();
+//! assert_eq!(spec.create_p().unwrap(), p);
 //! let f = rt.add_func(Func::new("f", 256)).unwrap();
 //! assert_eq!(spec.add_func(Func::new("f", 256)).unwrap(), f);
 //!

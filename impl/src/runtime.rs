@@ -357,21 +357,44 @@ impl Runtime {
 
     /// `stackalloc` (as `State::stackalloc`).
     pub fn stackalloc(&mut self, ctx: Ctx, n: u64) -> Result<Stack, Throw> {
+        self.require_world_running()?;
         self.galloc(ctx, n)
     }
 
     /// `stackfree` (as `State::stackfree`).
     pub fn stackfree(&mut self, ctx: Ctx, stk: Stack) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.gfree(ctx, stk)
     }
 
     /// Creates a P and returns its id.
-    pub fn create_p(&mut self) -> u32 {
+    ///
+    /// Refused while a GC cycle runs (until `freeStackSpans`), as
+    /// [`Runtime::destroy_p`] is.
+    pub fn create_p(&mut self) -> Result<u32, Throw> {
+        self.require_no_gc_cycle()?;
         let p = self.stacks.new_p();
         let id = p.id();
         self.ps.insert(id, p);
         self.next_p = self.next_p.max(id.wrapping_add(1));
-        id
+        Ok(id)
+    }
+
+    /// `GOMAXPROCS` waits for a GC cycle to end (`stopTheWorldGC`).
+    fn require_no_gc_cycle(&self) -> Result<(), Throw> {
+        if self.stacks.gcphase() != GcPhase::Off || self.stacks.spans_pending_free() {
+            return Err(Misuse::WouldBlock(gostack_spec::GOMAXPROCS_WAITS).into());
+        }
+        Ok(())
+    }
+
+    /// Mutators wait while the world is stopped for mark termination
+    /// (as `State`'s operations do).
+    pub(crate) fn require_world_running(&self) -> Result<(), Throw> {
+        if self.stacks.gcphase() == GcPhase::MarkTermination {
+            return Err(Misuse::WouldBlock(gostack_spec::WORLD_STOPPED).into());
+        }
+        Ok(())
     }
 
     /// Destroys P `p`: its caches go to the pool, its dead goroutines to
@@ -380,12 +403,7 @@ impl Runtime {
     /// Refused while a GC cycle runs (until `freeStackSpans`):
     /// `GOMAXPROCS` waits for it (`stopTheWorldGC`).
     pub fn destroy_p(&mut self, p: u32) -> Result<(), Throw> {
-        if self.stacks.gcphase() != GcPhase::Off || self.stacks.spans_pending_free() {
-            return Err(Misuse::WouldBlock(
-                "procresize: GOMAXPROCS waits for the GC cycle to end (stopTheWorldGC)",
-            )
-            .into());
-        }
+        self.require_no_gc_cycle()?;
         let mut handle = self
             .ps
             .remove(&p)
@@ -401,12 +419,17 @@ impl Runtime {
         Ok(())
     }
 
-    /// Flushes P `p`'s caches to the pool (`mcache.prepareForSweep`).
+    /// `mcache.prepareForSweep` on P `p`: its caches go to the pool once
+    /// per cycle, after `gc_off`; otherwise nothing changes (as
+    /// `State::flush_cache`).
     pub fn flush_cache(&mut self, p: u32) -> Result<(), Throw> {
         let handle = self
             .ps
             .get_mut(&p)
             .ok_or(Throw::Misuse(Misuse::NoSuchP(p)))?;
+        if !self.unflushed.contains(&p) {
+            return Ok(());
+        }
         self.stacks.stackcache_clear(handle)?;
         self.unflushed.remove(&p);
         self.prune_shadow();
@@ -415,11 +438,13 @@ impl Runtime {
 
     /// Takes `npages` of ordinary heap memory; returns its address.
     pub fn heap_alloc(&mut self, npages: u64) -> Result<u64, Throw> {
+        self.require_world_running()?;
         self.stacks.heap_alloc(npages).map(|a| self.to_va(a))
     }
 
     /// Returns heap memory taken with [`Runtime::heap_alloc`].
     pub fn heap_free(&mut self, base: u64) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.stacks
             .heap_free(self.to_real(base))
             .map_err(|t| self.va_throw(t))
@@ -560,8 +585,8 @@ mod tests {
     #[test]
     fn ids_and_errors_follow_the_spec() {
         let mut r = rt();
-        assert_eq!(r.create_p(), 0);
-        assert_eq!(r.create_p(), 1);
+        assert_eq!(r.create_p().unwrap(), 0);
+        assert_eq!(r.create_p().unwrap(), 1);
         // Size checks come before the P check.
         assert_eq!(
             r.stackalloc(Ctx::on(9), 3000),
@@ -626,7 +651,7 @@ mod tests {
         let mut c = Config::new(Profile::parse("linux", "386", false, "1.19").unwrap());
         c.arena_bytes = 4 << 20;
         let mut r = Runtime::new(c).unwrap();
-        let p = r.create_p();
+        let p = r.create_p().unwrap();
         let a = r.stackalloc(Ctx::on(p), 2048).unwrap();
         let b = r.stackalloc(Ctx::on(p), 2048).unwrap();
         assert_eq!(r.read_word(a.lo), 0);

@@ -230,7 +230,7 @@ impl Pair {
     }
 
     fn add_p(&mut self) {
-        let id = self.spec.create_p();
+        let id = self.spec.create_p().unwrap();
         let p = self.imp.new_p();
         assert_eq!(id, p.id());
         self.ps.push(p);

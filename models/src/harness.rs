@@ -250,7 +250,7 @@ pub fn apply<M: Machine + ?Sized>(m: &mut M, call: &Call) -> Result<Out, Throw> 
             }
             Ok(Out::Burst(done, None))
         }
-        Call::CreateP => Ok(Out::Id(m.create_p().into())),
+        Call::CreateP => m.create_p().map(|p| Out::Id(p.into())),
         Call::DestroyP(p) => unit(m.destroy_p(*p)),
         Call::FlushCache(p) => unit(m.flush_cache(*p)),
         Call::HeapAlloc(n) => m.heap_alloc(*n).map(|a| Out::Off(a.wrapping_sub(b))),

@@ -29,7 +29,7 @@ pub trait Machine {
     /// `freeStackSpans`.
     fn free_stack_spans(&mut self) -> Result<(), Throw>;
     /// A new P.
-    fn create_p(&mut self) -> u32;
+    fn create_p(&mut self) -> Result<u32, Throw>;
     /// Destroy a P.
     fn destroy_p(&mut self, p: u32) -> Result<(), Throw>;
     /// Flush a P's caches.
@@ -162,7 +162,7 @@ macro_rules! forward {
             fn free_stack_spans(&mut self) -> Result<(), Throw> {
                 <$t>::free_stack_spans(self)
             }
-            fn create_p(&mut self) -> u32 {
+            fn create_p(&mut self) -> Result<u32, Throw> {
                 <$t>::create_p(self)
             }
             fn destroy_p(&mut self, p: u32) -> Result<(), Throw> {

@@ -189,7 +189,7 @@ fn each_profile(arena: u64, f: impl Fn(&mut Pair)) {
 fn grow_deep_and_return() {
     each_profile(64 << 20, |p| {
         let fs = funcs(p);
-        let pid = both!(p, |x| x.create_p());
+        let pid = both!(p, |x| x.create_p().unwrap());
         let ctx = Ctx::on(pid);
         let g = both!(p, |x| x.spawn(ctx, fs.main)).unwrap();
         both!(p, |x| x.call(ctx, g, 0, fs.rec)).unwrap();
@@ -224,7 +224,7 @@ fn grow_deep_and_return() {
 fn shrink_scan_preempt_and_force_move() {
     each_profile(64 << 20, |p| {
         let fs = funcs(p);
-        let pid = both!(p, |x| x.create_p());
+        let pid = both!(p, |x| x.create_p().unwrap());
         let ctx = Ctx::on(pid);
         let g = both!(p, |x| x.spawn(ctx, fs.main)).unwrap();
         let h = both!(p, |x| x.spawn(ctx, fs.main)).unwrap();
@@ -302,7 +302,7 @@ fn park_select_shrink_send_wake() {
     each_profile(64 << 20, |p| {
         let fs = funcs(p);
         let ptr = p.s.consts.ptr_size;
-        let pid = both!(p, |x| x.create_p());
+        let pid = both!(p, |x| x.create_p().unwrap());
         let ctx = Ctx::on(pid);
         let c1 = both!(p, |x| x.make_chan(ptr)).unwrap();
         let c2 = both!(p, |x| x.make_chan(2 * ptr)).unwrap();
@@ -352,7 +352,7 @@ fn park_select_shrink_send_wake() {
 fn defers_and_panics_move_with_the_stack() {
     each_profile(64 << 20, |p| {
         let fs = funcs(p);
-        let pid = both!(p, |x| x.create_p());
+        let pid = both!(p, |x| x.create_p().unwrap());
         let ctx = Ctx::on(pid);
         let g = both!(p, |x| x.spawn(ctx, fs.main)).unwrap();
         both!(p, |x| x.defer_push(g, 0, 0x1234, None)).unwrap();
@@ -386,8 +386,8 @@ fn defers_and_panics_move_with_the_stack() {
 fn exits_and_gfree_reuse() {
     each_profile(64 << 20, |p| {
         let fs = funcs(p);
-        let p0 = both!(p, |x| x.create_p());
-        let p1 = both!(p, |x| x.create_p());
+        let p0 = both!(p, |x| x.create_p().unwrap());
+        let p1 = both!(p, |x| x.create_p().unwrap());
         let mut gs = Vec::new();
         for i in 0..80 {
             let g = both!(p, |x| x.spawn(Ctx::on(p0), fs.main)).unwrap();
@@ -424,7 +424,7 @@ fn hostile_inputs() {
     each_profile(4 << 20, |p| {
         let fs = funcs(p);
         let ptr = p.s.consts.ptr_size;
-        let pid = both!(p, |x| x.create_p());
+        let pid = both!(p, |x| x.create_p().unwrap());
         let ctx = Ctx::on(pid);
         let g = both!(p, |x| x.spawn(ctx, fs.main)).unwrap();
         // Junk in a live local pointer slot: caught when the stack moves.
@@ -557,7 +557,7 @@ fn random_run(p: &mut Pair, seed: u64, steps: usize) {
     let fl = [fs.main, fs.rec, fs.big, fs.nosplit, fs.leaf];
     let ptr = p.s.consts.ptr_size;
     let mut rng = Rng(seed.wrapping_mul(0x9e37_79b9_7f4a_7c15) | 1);
-    let p0 = both!(p, |x| x.create_p());
+    let p0 = both!(p, |x| x.create_p().unwrap());
     let mut ps = vec![p0];
     let mut chans = Vec::new();
     for i in 1..=3u64 {
@@ -689,8 +689,10 @@ fn random_run(p: &mut Pair, seed: u64, steps: usize) {
             }
             _ => match rng.below(4) {
                 0 => {
-                    let id = both!(p, |x| x.create_p());
-                    ps.push(id);
+                    // Refused while a GC cycle runs, as destroying is.
+                    if let Ok(id) = both!(p, |x| x.create_p()) {
+                        ps.push(id);
+                    }
                 }
                 1 if ps.len() > 1 => {
                     // Refused while a GC cycle runs (GOMAXPROCS waits).
@@ -757,7 +759,7 @@ fn entry_objects_below_sp_are_not_adjusted() {
         });
         let obj = both!(p, |x| x.add_func(obj.clone())).unwrap();
         let pad = both!(p, |x| x.add_func(Func::new("pad", 1024))).unwrap();
-        let pid = both!(p, |x| x.create_p());
+        let pid = both!(p, |x| x.create_p().unwrap());
         let ctx = Ctx::on(pid);
         let g = both!(p, |x| x.spawn(ctx, fs.main)).unwrap();
         let h = both!(p, |x| x.spawn(ctx, fs.main)).unwrap();

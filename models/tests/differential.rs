@@ -178,7 +178,7 @@ impl gostack_models::Machine for Skewed {
     fn free_stack_spans(&mut self) -> Result<(), Throw> {
         self.inner.free_stack_spans()
     }
-    fn create_p(&mut self) -> u32 {
+    fn create_p(&mut self) -> Result<u32, Throw> {
         self.inner.create_p()
     }
     fn destroy_p(&mut self, p: u32) -> Result<(), Throw> {

@@ -135,7 +135,7 @@ fn replay(
 ) -> State {
     let mut spec = State::new(config()).unwrap();
     for _ in 0..2 {
-        spec.create_p();
+        spec.create_p().unwrap();
     }
     let spec_base = spec.config.arena_base;
     let off = |s: Stack, b: u64| Stack {

@@ -45,6 +45,8 @@ pub const BRANCHES: &[&str] = &[
     "gfput: spill to the global lists",
     "markrootFreeGStacks: free a dead goroutine's stack",
     "gcMarkTermination: markrootFreeGStacks left over",
+    "world stopped: mutator refused in mark termination",
+    "prepareForSweep: already flushed this cycle",
     "gcMarkTermination: a stack root left over",
     "newstack: preempt",
     "newstack: preempt refused (canPreemptM)",

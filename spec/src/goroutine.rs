@@ -588,6 +588,7 @@ impl State {
     /// `runnext`, so this is the schedule where the spawner yields right
     /// away).
     pub fn spawn(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
+        self.require_world_running()?;
         self.transact(|s| {
             let id = s.newproc_inner(ctx, func)?;
             s.start_inner(ctx, id)?;
@@ -606,6 +607,7 @@ impl State {
     /// the top words newproc1 leaves (40 bytes on amd64), which is what a
     /// GC scan counts.
     pub fn newproc(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
+        self.require_world_running()?;
         self.transact(|s| s.newproc_inner(ctx, func))
     }
 
@@ -614,6 +616,7 @@ impl State {
     /// check (growing in this M's context if needed) and frame push.
     /// Refused ([`Misuse::NotAtEntry`]) for a goroutine that already ran.
     pub fn start(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.transact(|s| {
             let g = s.g(gid)?;
             if g.status != GStatus::Runnable || !matches!(g.pc, Pc::Entry(_)) {
@@ -867,6 +870,7 @@ impl State {
     /// The innermost function calls `callee` from its call site `site`: the
     /// CALL pushes the return address, then the callee's entry runs.
     pub fn call(&mut self, ctx: Ctx, gid: u32, site: usize, callee: usize) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.transact(|s| {
             s.require_can_call(gid, false)?;
             let Pc::At(func, _) = s.g(gid)?.pc else {
@@ -928,6 +932,7 @@ impl State {
     /// (amd64), and the return address popped. Returning from the bottom
     /// function ends the goroutine (`goexit`).
     pub fn ret(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.transact(|s| {
             s.require_can_call(gid, true)?;
             // RET looks only at the innermost frame (its own return
@@ -981,6 +986,7 @@ impl State {
     /// The innermost frame moves to call site `site` (its live pointer maps
     /// change).
     pub fn set_site(&mut self, gid: u32, site: usize) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable(gid)?;
         let Pc::At(f, _) = self.g(gid)?.pc else {
             return Err(Misuse::NotAtEntry(gid).into());
@@ -1076,6 +1082,7 @@ impl State {
         slot: Slot,
         value: u64,
     ) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable(gid)?;
         if value > self.word_mask() {
             return Err(Invalid::NotAPointer {
@@ -1092,6 +1099,7 @@ impl State {
     /// Writes any word of a goroutine's used stack, return addresses
     /// included: the hostile operation that lets tests corrupt frames.
     pub fn poke(&mut self, gid: u32, addr: u64, value: u64) -> Result<(), Throw> {
+        self.require_world_running()?;
         let g = self.g(gid)?;
         let p = self.ptr();
         if addr < g.sp || addr >= g.stack.hi || addr % p != 0 || value > self.word_mask() {
@@ -1104,6 +1112,7 @@ impl State {
 
     /// Sets the closure-context register (`sched.ctxt`).
     pub fn set_ctxt(&mut self, gid: u32, value: u64) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable(gid)?;
         self.g_mut(gid)?.ctxt = value & self.word_mask();
         Ok(())
@@ -1119,6 +1128,7 @@ impl State {
         fn_value: u64,
         on_stack: Option<usize>,
     ) -> Result<u64, Throw> {
+        self.require_world_running()?;
         self.transact(|s| {
             s.require_runnable(gid)?;
             let p = s.ptr();
@@ -1151,6 +1161,7 @@ impl State {
 
     /// Pops the first defer record (it ran).
     pub fn defer_pop(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable(gid)?;
         let head = self.g(gid)?.defer_head;
         if head == 0 {
@@ -1165,6 +1176,7 @@ impl State {
     /// stack object of frame `frame`; the record's first word links to the
     /// previous head.
     pub fn panic_push(&mut self, gid: u32, frame: usize, object: usize) -> Result<u64, Throw> {
+        self.require_world_running()?;
         self.transact(|s| {
             s.require_runnable(gid)?;
             let addr = s.slot_addr(gid, frame, Slot::Object(object, 0))?;
@@ -1192,6 +1204,7 @@ impl State {
     /// Asks goroutine `gid` to stop at its next prologue: `stackguard0 =
     /// stackPreempt` (`preemptone`, runtime/proc.go).
     pub fn request_preempt(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         let preempt = self.consts.stack_preempt;
         let g = self.g_mut(gid)?;
         if g.status == GStatus::Dead {
@@ -1207,6 +1220,7 @@ impl State {
     /// does; the goroutine calls that on itself, so it must be running Go
     /// code (not in a system call, a fork, or parked).
     pub fn request_force_move(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable_not_forking(gid)?;
         let force = self.consts.stack_force_move;
         self.g_mut(gid)?.stackguard0 = force;
@@ -1594,6 +1608,7 @@ impl State {
     /// fails) and `throwsplit` set, so that a split before `exitsyscall`
     /// throws "runtime: stack split at bad time".
     pub fn enter_syscall(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable_not_forking(gid)?;
         let preempt = self.consts.stack_preempt;
         let g = self.g_mut(gid)?;
@@ -1610,6 +1625,7 @@ impl State {
     /// else the stack's guard: a pending forced move is lost) and
     /// `throwsplit` cleared.
     pub fn exit_syscall(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         let (preempt_v, guard) = (self.consts.stack_preempt, self.consts.stack_guard);
         let g = self.g_mut(gid)?;
         if g.status != GStatus::Syscall {
@@ -1631,6 +1647,7 @@ impl State {
     /// was queued and `execute` runs it later): a pending preemption is
     /// dropped and the guard is the stack's.
     pub fn exit_syscall0(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         let g = self.g_mut(gid)?;
         if g.status != GStatus::Syscall {
             return Err(Misuse::GNotRunnable(gid).into());
@@ -1652,6 +1669,7 @@ impl State {
     /// `asyncPreemptStack` bytes free above `stack.lo` (the frames of
     /// asyncPreempt and asyncPreempt2, measured at startup).
     pub fn set_async_safe_point(&mut self, gid: u32, on: bool) -> Result<(), Throw> {
+        self.require_world_running()?;
         if on {
             self.require_runnable_not_forking(gid)?;
         } else if !self.g(gid)?.async_safe_point {
@@ -1667,6 +1685,7 @@ impl State {
     /// throws "stack growth after fork". A preemption request made now
     /// overwrites the guard, as `preemptone` does in Go.
     pub fn before_fork(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable_not_forking(gid)?;
         let fork = self.consts.stack_fork;
         let g = self.g_mut(gid)?;
@@ -1679,6 +1698,7 @@ impl State {
     /// stack's again (a pending preemption's guard is dropped; `preempt`
     /// stays) and the M's lock is released.
     pub fn after_fork(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_runnable(gid)?;
         let guard = self.consts.stack_guard;
         let g = self.g_mut(gid)?;
@@ -1938,6 +1958,7 @@ impl State {
 
     /// Ends goroutine `gid` from wherever it stands (`runtime.Goexit`).
     pub fn exit(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.transact(|s| {
             s.require_runnable_not_forking(gid)?;
             s.goexit(ctx, gid)
@@ -1949,6 +1970,7 @@ impl State {
     /// Makes a channel with elements of `elemsize` bytes (a multiple of the
     /// pointer size, at most 64 KiB as `makechan` allows); returns its id.
     pub fn make_chan(&mut self, elemsize: u64) -> Result<u32, Throw> {
+        self.require_world_running()?;
         if elemsize % self.ptr() != 0 || elemsize >= 1 << 16 {
             return Err(Misuse::BadElemSize(elemsize).into());
         }
@@ -1972,6 +1994,7 @@ impl State {
     /// and `gp.waiting` lists them in lock order. The goroutine is now
     /// running inside gopark.
     pub fn park_begin(&mut self, gid: u32, cases: &[(u32, u64)]) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.transact(|s| {
             s.require_runnable_not_forking(gid)?;
             let g = s.g(gid)?.clone();
@@ -2063,6 +2086,7 @@ impl State {
     /// Second parking step: `gp.parkingOnChan.Store(true)` just before
     /// gopark.
     pub fn park_set_parking(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_parking_step(gid, GStatus::Running, false)?;
         self.g_mut(gid)?.parking_on_chan = true;
         Ok(())
@@ -2071,6 +2095,7 @@ impl State {
     /// Third parking step: `park_m` sets the status to waiting, before it
     /// calls the commit function. From here the GC may scan the goroutine.
     pub fn park_m(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_parking_step(gid, GStatus::Running, true)?;
         self.g_mut(gid)?.status = GStatus::Waiting;
         Ok(())
@@ -2080,6 +2105,7 @@ impl State {
     /// `activeStackChans` set, `parkingOnChan` cleared, the channels
     /// unlocked.
     pub fn park_commit(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.require_parking_step(gid, GStatus::Waiting, true)?;
         let waiting = self.g(gid)?.waiting.clone();
         let g = self.g_mut(gid)?;
@@ -2098,6 +2124,7 @@ impl State {
 
     /// The four parking steps at once.
     pub fn park(&mut self, gid: u32, cases: &[(u32, u64)]) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.transact(|s| {
             s.park_begin(gid, cases)?;
             s.park_set_parking(gid)?;
@@ -2112,6 +2139,7 @@ impl State {
     /// goroutine another case already won), writes the element through
     /// `sudog.elem` into the receiver's stack, and readies it.
     pub fn send(&mut self, c: u32, value: &[u64]) -> Result<u32, Throw> {
+        self.require_world_running()?;
         self.transact(|s| {
             let ch = s
                 .gor
@@ -2159,6 +2187,7 @@ impl State {
     /// channels and dequeues its other sudogs; then `gp.waiting` and
     /// `activeStackChans` are cleared (`chanrecv`, `selectgo`).
     pub fn wake(&mut self, gid: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
         let g = self.g(gid)?.clone();
         if g.status != GStatus::Runnable || g.waiting.is_empty() {
             return Err(Misuse::ParkOutOfOrder(gid).into());
@@ -2395,7 +2424,7 @@ mod tests {
         ));
         f.max_sp_delta = crate::guard::MAX_FRAMESIZE;
         let fi = s.add_func(f).unwrap();
-        let p = s.create_p();
+        let p = s.create_p().unwrap();
         assert_eq!(
             s.spawn(Ctx::on(p), fi),
             Err(Throw::Go(GoThrow::StackOverflow))
@@ -2418,7 +2447,7 @@ mod tests {
             let mut callee = Func::new("callee", 32);
             callee.args_size = 5 * p;
             let callee = s.add_func(callee).unwrap();
-            let pid = s.create_p();
+            let pid = s.create_p().unwrap();
             let g = s.spawn(Ctx::on(pid), small).unwrap();
             let before = s.snapshot();
             assert!(

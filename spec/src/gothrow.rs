@@ -134,6 +134,16 @@ impl fmt::Display for GoThrow {
     }
 }
 
+/// The reason of the [`Misuse::WouldBlock`] a mutator's operation gets in
+/// `_GCmarktermination`, when Go's world is stopped.
+pub const WORLD_STOPPED: &str =
+    "the world is stopped for GC mark termination (gcMarkDone to setGCPhase(_GCoff))";
+
+/// The reason of the [`Misuse::WouldBlock`] that creating or destroying a P
+/// gets during a GC cycle.
+pub const GOMAXPROCS_WAITS: &str =
+    "procresize: GOMAXPROCS waits for the GC cycle to end (stopTheWorldGC)";
+
 /// A call a correct runtime never makes, refused instead of corrupting the
 /// state as Go would.
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -51,7 +51,7 @@ pub mod snapshot;
 pub mod stack;
 pub mod throw;
 
-pub use gothrow::{GoThrow, Misuse};
+pub use gothrow::{GoThrow, Misuse, GOMAXPROCS_WAITS, WORLD_STOPPED};
 pub use guard::{needs_morestack, prologue, Calls, Prologue, SplitForm};
 pub use invariants::{check_invariants, Violation};
 pub use profile::{Consts, Goarch, Goos, Profile, Release};

@@ -481,6 +481,7 @@ impl State {
     /// and if it did, order 0 would serve them while the cache's byte count
     /// moved by the size asked for, so the count would drift from its list.
     pub fn stackalloc(&mut self, ctx: Ctx, n: u64) -> Result<Stack, Throw> {
+        self.require_world_running()?;
         self.transact(|s| s.stackalloc_inner(ctx, n))
     }
 
@@ -570,6 +571,7 @@ impl State {
     /// "bad span state" on the large path), and with
     /// [`Misuse::NotAStack`] where Go would silently corrupt its lists.
     pub fn stackfree(&mut self, ctx: Ctx, stk: Stack) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.transact(|s| s.stackfree_inner(ctx, stk))
     }
 
@@ -739,9 +741,29 @@ impl State {
         }
     }
 
+    /// Refuses a mutator's operation while the world is stopped for mark
+    /// termination: `gcMarkDone` stops the world before
+    /// `gcMarkTermination` and `setGCPhase(_GCoff)` precedes its restart
+    /// (runtime/mgc.go, Go 1.19 and 1.23), so no goroutine runs, allocates
+    /// or frees a stack in `_GCmarktermination`.
+    pub(crate) fn require_world_running(&self) -> Result<(), Throw> {
+        if self.gcphase == GcPhase::MarkTermination {
+            crate::coverage::hit("world stopped: mutator refused in mark termination");
+            return Err(Misuse::WouldBlock(crate::WORLD_STOPPED).into());
+        }
+        Ok(())
+    }
+
     /// Creates a P with empty caches (`procresize` growing, `allocmcache`)
     /// and returns its id.
-    pub fn create_p(&mut self) -> u32 {
+    ///
+    /// Like [`State::destroy_p`], refused ([`Misuse::WouldBlock`]) from
+    /// `gcStart` until `freeStackSpans` has run: `GOMAXPROCS` waits for the
+    /// cycle (`stopTheWorldGC`).
+    pub fn create_p(&mut self) -> Result<u32, Throw> {
+        if self.gcphase != GcPhase::Off || self.spans_pending_free {
+            return Err(Misuse::WouldBlock(crate::GOMAXPROCS_WAITS).into());
+        }
         let id = self.next_p;
         self.next_p += 1;
         let orders = self.stackpool.len();
@@ -751,7 +773,7 @@ impl State {
                 stackcache: vec![CacheOrder::default(); orders],
             },
         );
-        id
+        Ok(id)
     }
 
     /// Destroys P `p`, flushing its caches to the pool (`procresize`
@@ -765,10 +787,7 @@ impl State {
     pub fn destroy_p(&mut self, p: u32) -> Result<(), Throw> {
         self.transact(|s| {
             if s.gcphase != GcPhase::Off || s.spans_pending_free {
-                return Err(Misuse::WouldBlock(
-                    "procresize: GOMAXPROCS waits for the GC cycle to end (stopTheWorldGC)",
-                )
-                .into());
+                return Err(Misuse::WouldBlock(crate::GOMAXPROCS_WAITS).into());
             }
             // p.destroy: freemcache (stackcache_clear), then gfpurge moves
             // the P's dead goroutines to the global lists; the P's scan
@@ -782,20 +801,34 @@ impl State {
         })
     }
 
-    /// Flushes P `p`'s caches to the pool, as `mcache.prepareForSweep` does
-    /// once per GC cycle (runtime/mcache.go).
+    /// `mcache.prepareForSweep` (runtime/mcache.go, Go 1.19 and 1.23) on P
+    /// `p`: once per GC cycle, after [`State::gc_off`], the P's stack cache
+    /// goes back to the pool. A P already flushed since the last `gc_off`
+    /// (its `flushGen` equals the sweep generation) and a P before the
+    /// first cycle end are left alone: the call changes nothing.
+    /// [`State::destroy_p`] clears the cache whatever the cycle.
     pub fn flush_cache(&mut self, p: u32) -> Result<(), Throw> {
-        self.transact(|s| s.stackcache_clear(p))
+        self.transact(|s| {
+            s.cache_mut(p)?;
+            if s.unflushed.contains(&p) {
+                s.stackcache_clear(p)
+            } else {
+                crate::coverage::hit("prepareForSweep: already flushed this cycle");
+                Ok(())
+            }
+        })
     }
 
     /// Takes `npages` of ordinary heap memory, for fragmenting the heap as a
     /// program's objects do.
     pub fn heap_alloc(&mut self, npages: u64) -> Result<u64, Throw> {
+        self.require_world_running()?;
         self.transact(|s| s.heap.alloc_heap(npages))
     }
 
     /// Returns heap memory taken with [`State::heap_alloc`].
     pub fn heap_free(&mut self, base: u64) -> Result<(), Throw> {
+        self.require_world_running()?;
         self.transact(|s| match s.heap.spans.get(&base) {
             Some(sp) if sp.state == SpanState::InUse => {
                 s.release_span(base);

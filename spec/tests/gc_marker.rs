@@ -74,7 +74,7 @@ fn pool_stack_freed_without_p_stays_a_stack_span() {
 
 #[test]
 fn pool_stack_freed_to_a_cache_then_flushed_stays_a_stack_span() {
-    scenario(8 * K, |s| Ctx::on(s.create_p()));
+    scenario(8 * K, |s| Ctx::on(s.create_p().unwrap()));
 }
 
 #[test]

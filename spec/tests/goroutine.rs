@@ -16,7 +16,7 @@ impl T {
         let mut c = Config::new(Profile::parse("linux", arch, false, "1.23").unwrap());
         c.arena_bytes = 256 << 20;
         let mut s = State::new(c).unwrap();
-        let p = s.create_p();
+        let p = s.create_p().unwrap();
         T { s, p }
     }
 
@@ -792,7 +792,7 @@ fn gfree_lists_keep_go_order() {
     let head_first: Vec<u32> = t.s.gor.sched_gfree_stack.iter().rev().copied().collect();
     assert_eq!(head_first, gs[31..].to_vec());
     // A new P refills 32 from the global head (g31..g62) and pops the last.
-    let q = t.s.create_p();
+    let q = t.s.create_p().unwrap();
     let g = t.s.spawn(Ctx::on(q), bottom).unwrap();
     assert_eq!(g, gs[62]);
     assert_eq!(t.s.gor.p_gfree[&q].len(), 31);
@@ -804,7 +804,7 @@ fn gfree_lists_keep_go_order() {
 fn destroy_p_purges_its_free_goroutines() {
     let mut t = T::new("amd64");
     let bottom = t.func(ptr_func(&t, "bottom", 2));
-    let (p0, p1) = (t.s.create_p(), t.s.create_p());
+    let (p0, p1) = (t.s.create_p().unwrap(), t.s.create_p().unwrap());
     let g = t.s.spawn(Ctx::on(p0), bottom).unwrap();
     t.s.exit(Ctx::on(p0), g).unwrap();
     t.s.destroy_p(p0).unwrap();
@@ -821,7 +821,7 @@ fn arm64_newproc_zeroes_the_top_words() {
         let mut c = Config::new(Profile::parse("linux", "arm64", false, release).unwrap());
         c.poison_copy = true;
         let mut s = State::new(c).unwrap();
-        let p = s.create_p();
+        let p = s.create_p().unwrap();
         let f = s.add_func(Func::new("f", 32)).unwrap();
         let g1 = s.spawn(Ctx::on(p), f).unwrap();
         // Move g1: its old stack, filled with 0xfc, goes to P's cache.
@@ -848,7 +848,7 @@ fn go119_arm64_leaves_saved_frame_pointers() {
             Profile::parse("linux", "arm64", false, release).unwrap(),
         ))
         .unwrap();
-        let p = s.create_p();
+        let p = s.create_p().unwrap();
         let f = s.add_func(Func::new("f", 32)).unwrap();
         let g = s.spawn(Ctx::on(p), f).unwrap();
         s.call(Ctx::on(p), g, 0, f).unwrap();
@@ -1056,7 +1056,7 @@ fn gc_frees_dead_goroutines_stacks() {
     assert!(t.s.stats().stack_inuse <= 3 * 32 * K);
     // A new P takes 32 from the global lists (31 on P0 stay): the
     // goroutines without stacks get new ones of the starting size.
-    let q = t.s.create_p();
+    let q = t.s.create_p().unwrap();
     let bottom = 0;
     let g = t.s.spawn(Ctx::on(q), bottom).unwrap();
     t.ok();
@@ -1073,7 +1073,7 @@ fn gc_end_runs_the_free_stacks_job_left_over() {
         let mut c = Config::new(Profile::parse("linux", "amd64", false, release).unwrap());
         c.arena_bytes = 256 << 20;
         let mut s = State::new(c).unwrap();
-        let p = s.create_p();
+        let p = s.create_p().unwrap();
         let mut t = T { s, p };
         spill_dead_goroutines(&mut t);
         let global = t.s.gor.sched_gfree_stack.clone();
@@ -1433,7 +1433,7 @@ fn with_godebug(arch: &str, f: impl Fn(&mut gostack_spec::stack::Godebug)) -> T 
     c.arena_bytes = 256 << 20;
     f(&mut c.godebug);
     let mut s = State::new(c).unwrap();
-    let p = s.create_p();
+    let p = s.create_p().unwrap();
     T { s, p }
 }
 
@@ -1523,7 +1523,7 @@ fn a_new_goroutine_has_not_run_yet() {
     t.gc_end();
     assert_eq!(t.s.gor.starting_stack_size, 2 * K);
     // Another P runs it: the entry's growth comes from that P's cache.
-    let q = t.s.create_p();
+    let q = t.s.create_p().unwrap();
     let old_lo = t.s.gor.gs[&g].stack.lo;
     t.s.start(Ctx::on(q), g).unwrap();
     t.ok();
@@ -1542,4 +1542,33 @@ fn a_new_goroutine_has_not_run_yet() {
     // spawn is newproc and start at once.
     let h = t.spawn(f);
     assert_eq!(t.depth(h), 1);
+}
+
+/// Go: the world is stopped from `gcMarkDone` until `gcMarkTermination`
+/// has set `_GCoff` (runtime/mgc.go, Go 1.19 and 1.23): in
+/// `_GCmarktermination` no goroutine is made, runs, calls, returns, parks,
+/// is woken or enters a system call. Each refusal changes nothing.
+#[test]
+fn no_goroutine_runs_in_mark_termination() {
+    let mut t = T::new("amd64");
+    let f = t.func(ptr_func(&t, "f", 4));
+    let g = t.spawn(f);
+    t.s.gc_start().unwrap();
+    t.s.gc_mark_termination().unwrap();
+    let ctx = t.ctx();
+    let before = t.s.clone();
+    let stopped = Err(Throw::Misuse(Misuse::WouldBlock(
+        gostack_spec::WORLD_STOPPED,
+    )));
+    assert_eq!(t.s.spawn(ctx, f).map(|_| ()), stopped);
+    assert_eq!(t.s.newproc(ctx, f).map(|_| ()), stopped);
+    assert_eq!(t.s.call(ctx, g, 0, f), stopped);
+    assert_eq!(t.s.ret(ctx, g), stopped);
+    assert_eq!(t.s.enter_syscall(g), stopped);
+    assert_eq!(t.s.request_preempt(g), stopped);
+    assert_eq!(t.s.exit(ctx, g), stopped);
+    assert_eq!(t.s, before);
+    t.s.gc_off().unwrap();
+    t.call(g, 0, f);
+    t.ret(g);
 }

@@ -382,7 +382,7 @@ proptest! {
         let mut config = Config::new(Profile::parse(os, arch, false, release).unwrap());
         config.arena_bytes = 64 << 20;
         let mut s = State::new(config).unwrap();
-        let p = s.create_p();
+        let p = s.create_p().unwrap();
         let fs = funcs(&mut s);
         let chans = (0..3).map(|_| s.make_chan(s.consts.ptr_size).unwrap()).collect();
         let mut w = World { s, p, fs, gs: Vec::new(), chans };

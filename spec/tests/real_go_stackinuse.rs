@@ -299,7 +299,7 @@ impl Sim {
     fn new(release: &'static str, frames: GoFrames) -> Sim {
         let profile = Profile::parse("linux", "amd64", false, release).unwrap();
         let mut s = State::new(Config::new(profile)).unwrap();
-        let p = s.create_p();
+        let p = s.create_p().unwrap();
         let mut func = |name: &str, f: TextFrame| {
             let mut func = Func::new(name, f.frame);
             func.args_size = f.args;

@@ -238,7 +238,7 @@ fn window_before_free_stack_spans() {
 #[test]
 fn cache_refill_takes_half_and_pops_head() {
     let mut s = linux();
-    let p = s.create_p();
+    let p = s.create_p().unwrap();
     let b = base(&s);
     let stk = alloc(&mut s, Ctx::on(p), 2 * K);
     // The pool handed out 30K, 28K, ..., 16K; the last one pushed is the head.
@@ -261,7 +261,7 @@ fn cache_refill_takes_half_and_pops_head() {
 #[test]
 fn cache_release_to_half_when_full() {
     let mut s = linux();
-    let p = s.create_p();
+    let p = s.create_p().unwrap();
     // Allocate 24 stacks of 2K with no P (so the cache starts empty), then
     // free them all onto P's cache.
     let stacks: Vec<Stack> = (0..24).map(|_| alloc(&mut s, Ctx::no_p(), 2 * K)).collect();
@@ -296,7 +296,7 @@ fn cache_release_to_half_when_full() {
 #[test]
 fn preemptoff_uses_the_pool() {
     let mut s = linux();
-    let p = s.create_p();
+    let p = s.create_p().unwrap();
     let ctx = Ctx {
         p: Some(p),
         preemptoff: true,
@@ -316,7 +316,7 @@ fn no_cache_switch_uses_the_pool() {
     let mut config = Config::new(Profile::parse("linux", "amd64", false, "1.23").unwrap());
     config.no_cache = true;
     let mut s = State::new(config).unwrap();
-    let p = s.create_p();
+    let p = s.create_p().unwrap();
     let stk = alloc(&mut s, Ctx::on(p), 2 * K);
     assert_eq!(s.stats().cached_bytes[&p], 0);
     free(&mut s, Ctx::on(p), stk);
@@ -329,7 +329,7 @@ fn no_cache_switch_uses_the_pool() {
 #[test]
 fn large_stacks_from_the_heap() {
     let mut s = linux();
-    let p = s.create_p();
+    let p = s.create_p().unwrap();
     let stk = alloc(&mut s, Ctx::on(p), 64 * K);
     let span = s.heap.span_of(stk.lo).unwrap();
     assert_eq!(
@@ -396,8 +396,8 @@ fn free_stack_spans_returns_everything_empty() {
 #[test]
 fn destroy_p_clears_its_cache() {
     let mut s = linux();
-    let p = s.create_p();
-    let q = s.create_p();
+    let p = s.create_p().unwrap();
+    let q = s.create_p().unwrap();
     let stk = alloc(&mut s, Ctx::on(p), 2 * K);
     let other = alloc(&mut s, Ctx::on(q), 4 * K);
     free(&mut s, Ctx::on(p), stk);
@@ -418,7 +418,7 @@ fn destroy_p_clears_its_cache() {
 #[test]
 fn gc_end_flushes_every_cache() {
     let mut s = linux();
-    let ps: Vec<u32> = (0..3).map(|_| s.create_p()).collect();
+    let ps: Vec<u32> = (0..3).map(|_| s.create_p().unwrap()).collect();
     for &p in &ps {
         let stk = alloc(&mut s, Ctx::on(p), 2 * K);
         free(&mut s, Ctx::on(p), stk);
@@ -430,11 +430,73 @@ fn gc_end_flushes_every_cache() {
         assert_eq!(s.stats().cached_bytes[&p], 0);
     }
     assert_eq!(s.stats().stack_inuse, 0);
-    let p = ps[0];
-    let stk = alloc(&mut s, Ctx::on(p), 2 * K);
-    free(&mut s, Ctx::on(p), stk);
+}
+
+/// Go: `mcache.prepareForSweep` (runtime/mcache.go, Go 1.19 and 1.23)
+/// flushes a P's stack cache once per sweep cycle: it returns at once when
+/// the cache's `flushGen` already equals `mheap_.sweepgen`, which is so
+/// before the first cycle ends and after the P's flush of this cycle.
+#[test]
+fn prepare_for_sweep_flushes_once_per_cycle() {
+    let mut s = linux();
+    let p = s.create_p().unwrap();
+    let cycle = |s: &mut State| {
+        let stk = alloc(s, Ctx::on(p), 2 * K);
+        free(s, Ctx::on(p), stk);
+        assert_eq!(s.stats().cached_bytes[&p], 16 * K);
+    };
+    // Before any GC: nothing to flush.
+    cycle(&mut s);
+    s.flush_cache(p).unwrap();
+    assert_eq!(s.stats().cached_bytes[&p], 16 * K, "no cycle has ended");
+    // The cycle's flush, after setGCPhase(_GCoff), here before
+    // freeStackSpans (restarting the world flushes as each P starts).
+    s.gc_start().unwrap();
+    s.gc_mark_termination().unwrap();
+    s.gc_off().unwrap();
     s.flush_cache(p).unwrap();
     assert_eq!(s.stats().cached_bytes[&p], 0);
+    s.free_stack_spans().unwrap();
+    ok(&s);
+    // A second flush in the same sweep cycle changes nothing.
+    cycle(&mut s);
+    let before = s.snapshot();
+    s.flush_cache(p).unwrap();
+    assert_eq!(
+        s.snapshot(),
+        before,
+        "flushGen == sweepgen: prepareForSweep returns"
+    );
+    // The next cycle flushes again.
+    s.gc_start().unwrap();
+    s.gc_end().unwrap();
+    assert_eq!(s.stats().cached_bytes[&p], 0);
+    ok(&s);
+}
+
+/// Go: `gcMarkDone` stops the world before `gcMarkTermination`, which
+/// restarts it only after `setGCPhase(_GCoff)` (runtime/mgc.go, Go 1.19
+/// and 1.23): no mutator allocates or frees a stack in
+/// `_GCmarktermination`, and the refusal changes nothing.
+#[test]
+fn no_mutator_runs_in_mark_termination() {
+    let mut s = linux();
+    let p = s.create_p().unwrap();
+    let stk = alloc(&mut s, Ctx::on(p), 2 * K);
+    s.gc_start().unwrap();
+    s.gc_mark_termination().unwrap();
+    let before = s.snapshot();
+    let stopped = Err(Throw::Misuse(Misuse::WouldBlock(
+        gostack_spec::WORLD_STOPPED,
+    )));
+    assert_eq!(s.stackalloc(Ctx::on(p), 2 * K).map(|_| ()), stopped);
+    assert_eq!(s.stackfree(Ctx::on(p), stk), stopped);
+    assert_eq!(s.heap_alloc(1).map(|_| ()), stopped);
+    assert_eq!(s.snapshot(), before);
+    s.gc_off().unwrap();
+    free(&mut s, Ctx::on(p), stk);
+    s.free_stack_spans().unwrap();
+    ok(&s);
 }
 
 /// The page heap: address-ordered first fit over free runs, growth by 512
@@ -481,7 +543,7 @@ fn heap_first_fit_and_growth() {
 #[test]
 fn bad_sizes() {
     let mut s = linux();
-    let p = s.create_p();
+    let p = s.create_p().unwrap();
     refused(&mut s, Throw::Go(GoThrow::StackSizeNotPowerOf2), |s| {
         s.stackalloc(Ctx::on(p), 3 * K)
     });
@@ -525,7 +587,7 @@ fn bad_sizes() {
 #[test]
 fn bad_frees() {
     let mut s = linux();
-    let p = s.create_p();
+    let p = s.create_p().unwrap();
     let stk = alloc(&mut s, Ctx::on(p), 2 * K);
     let big = alloc(&mut s, Ctx::on(p), 32 * K);
     let heap = s.heap_alloc(4).unwrap();
@@ -641,7 +703,7 @@ fn out_of_memory() {
     let mut config = Config::new(Profile::parse("linux", "386", false, "1.19").unwrap());
     config.arena_bytes = 4 << 20;
     let mut s = State::new(config).unwrap();
-    let p = s.create_p();
+    let p = s.create_p().unwrap();
     let oom = Throw::Go(GoThrow::OutOfMemory);
     assert_eq!(oom.to_string(), "out of memory");
     // Leave 2 free pages: less than a pool span (4) or a 64K stack (8).
@@ -706,7 +768,7 @@ fn gc_phase_rules() {
 fn double_frees_get_go_throws() {
     for release in ["1.19", "1.23"] {
         let mut s = state_for("linux/amd64", release);
-        let p = s.create_p();
+        let p = s.create_p().unwrap();
         // A large stack freed twice with the GC off: its span went back to
         // the heap and is dead.
         let big = alloc(&mut s, Ctx::on(p), 64 * K);
@@ -769,30 +831,32 @@ fn double_frees_get_go_throws() {
 
 /// GC and P sequencing (runtime/debug.go `GOMAXPROCS` → `stopTheWorldGC`;
 /// runtime/mgc.go `gcStart`, `gcSweep`; runtime/mcache.go
-/// `prepareForSweep`; Go 1.19 and 1.23): no P is destroyed while a GC
-/// cycle runs; once the GC turns off every P's cache is due for its flush,
+/// `prepareForSweep`; Go 1.19 and 1.23): no P is made or destroyed while
+/// a GC cycle runs; once the GC turns off every P's cache is due for its flush,
 /// and `gcStart` throws "p mcache not flushed" while one is not done (a P
 /// made meanwhile starts flushed).
 #[test]
 fn gc_and_p_sequencing() {
     let mut s = linux();
-    let (p0, p1) = (s.create_p(), s.create_p());
+    let (p0, p1) = (s.create_p().unwrap(), s.create_p().unwrap());
     alloc(&mut s, Ctx::on(p0), 2 * K);
     s.gc_start().unwrap();
     let wait = Throw::Misuse(Misuse::WouldBlock(
         "procresize: GOMAXPROCS waits for the GC cycle to end (stopTheWorldGC)",
     ));
     refused(&mut s, wait.clone(), |s| s.destroy_p(p1));
+    refused(&mut s, wait.clone(), |s| s.create_p().map(|_| ()));
     s.gc_mark_termination().unwrap();
     refused(&mut s, wait.clone(), |s| s.destroy_p(p1));
     s.gc_off().unwrap();
-    refused(&mut s, wait, |s| s.destroy_p(p1));
+    refused(&mut s, wait.clone(), |s| s.destroy_p(p1));
+    refused(&mut s, wait, |s| s.create_p().map(|_| ()));
     assert_eq!(
         s.unflushed.iter().copied().collect::<Vec<_>>(),
         vec![p0, p1]
     );
     s.free_stack_spans().unwrap();
-    let p2 = s.create_p();
+    let p2 = s.create_p().unwrap();
     s.flush_cache(p0).unwrap();
     refused(&mut s, Throw::Go(GoThrow::PMcacheNotFlushed), |s| {
         s.gc_start()

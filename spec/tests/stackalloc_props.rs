@@ -142,7 +142,7 @@ fn apply(s: &mut State, h: &mut Held, op: &Op) -> Result<(), gostack_spec::Throw
             s.stackfree(ctx(h, w), bad)?;
             panic!("a bad free of {bad:x?} succeeded");
         }
-        Op::CreateP => h.ps.push(s.create_p()),
+        Op::CreateP => h.ps.push(s.create_p()?),
         Op::DestroyP(i) => {
             if let Some(p) = pick(&h.ps, *i) {
                 s.destroy_p(p)?;
@@ -244,7 +244,7 @@ proptest! {
         config.arena_bytes = 16 << 20;
         let mut s = State::new(config).unwrap();
         let mut h = Held::default();
-        h.ps.push(s.create_p());
+        h.ps.push(s.create_p().unwrap());
         for (i, op) in ops.iter().enumerate() {
             let before = s.clone();
             if apply(&mut s, &mut h, op).is_err() {
