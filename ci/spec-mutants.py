@@ -107,6 +107,9 @@ MUTANTS = [
      "    pub fn create_p(&mut self) -> Result<u32, Throw> {\n        if false {"),
     ("prepareForSweep flushes a P twice in one sweep cycle", "spec/src/stack.rs",
      "if s.unflushed.contains(&p) {", "if true {"),
+    ("isAsyncSafePoint ignores asyncPreemptStack", "spec/src/goroutine.rs",
+     "if g.sp < g.stack.lo || room < needs {\n                crate::coverage::hit(",
+     "if false {\n                crate::coverage::hit("),
 ]
 
 TESTS = ["stackalloc", "gc_marker", "stackalloc_props", "goroutine", "goroutine_props"]

@@ -1861,6 +1861,18 @@ impl Runtime {
         self.require_world_running()?;
         if on {
             self.require_runnable_not_forking(gid)?;
+            let g = self.g(gid)?;
+            let needs = gostack_spec::goroutine::async_preempt_stack(self.config().profile.goarch)
+                .unwrap_or(0);
+            let room = g.sp.wrapping_sub(g.stack.lo);
+            if g.sp < g.stack.lo || room < needs {
+                return Err(Misuse::NoRoomForAsyncPreempt {
+                    g: gid,
+                    room,
+                    needs,
+                }
+                .into());
+            }
         } else if !self.g(gid)?.async_safe_point {
             return Err(Misuse::GNotRunnable(gid).into());
         }

@@ -46,6 +46,7 @@ pub const BRANCHES: &[&str] = &[
     "markrootFreeGStacks: free a dead goroutine's stack",
     "gcMarkTermination: markrootFreeGStacks left over",
     "world stopped: mutator refused in mark termination",
+    "isAsyncSafePoint: no room for asyncPreempt",
     "prepareForSweep: already flushed this cycle",
     "gcMarkTermination: a stack root left over",
     "newstack: preempt",
@@ -127,6 +128,7 @@ fn misuse_name(m: &Misuse) -> &'static str {
         Misuse::StartingStackTooLarge(_) => "misuse: starting stack above 2^30",
         Misuse::NotAStackRoot(_) => "misuse: not a stack root",
         Misuse::NotStarted(_) => "misuse: not started",
+        Misuse::NoRoomForAsyncPreempt { .. } => "misuse: no room for an async preemption",
     }
 }
 

@@ -255,6 +255,17 @@ pub enum Misuse {
     /// An operation of a running goroutine on one that has not run yet
     /// (made by `newproc`, not yet started).
     NotStarted(u32),
+    /// An async preemption where `isAsyncSafePoint` (runtime/preempt.go)
+    /// refuses it: fewer than `asyncPreemptStack` bytes between SP and
+    /// `stack.lo` to inject the call to `asyncPreempt`.
+    NoRoomForAsyncPreempt {
+        /// The goroutine.
+        g: u32,
+        /// The bytes between its SP and `stack.lo`.
+        room: u64,
+        /// `asyncPreemptStack` of the architecture.
+        needs: u64,
+    },
 }
 
 impl fmt::Display for Misuse {
@@ -319,6 +330,10 @@ impl fmt::Display for Misuse {
             Misuse::NotStarted(g) => write!(
                 f,
                 "gostack: goroutine {g} has not run yet (newproc made it; start runs it)"
+            ),
+            Misuse::NoRoomForAsyncPreempt { g, room, needs } => write!(
+                f,
+                "gostack: goroutine {g} has {room} bytes above stack.lo, fewer than the {needs} (asyncPreemptStack) an async preemption needs: isAsyncSafePoint says no"
             ),
             Misuse::NotAStackRoot(g) => write!(
                 f,

@@ -1572,3 +1572,57 @@ fn no_goroutine_runs_in_mark_termination() {
     t.call(g, 0, f);
     t.ret(g);
 }
+
+/// Go: `isAsyncSafePoint` (runtime/preempt.go, Go 1.19 and 1.23) refuses
+/// an async preemption when SP is fewer than `asyncPreemptStack` bytes
+/// above `stack.lo` (472 on amd64, 200 on 386, 592 on arm64): the
+/// injected call to `asyncPreempt` must fit. After a split-checked
+/// prologue more than StackGuard - StackSmall bytes are always left, so
+/// only NOSPLIT code runs that low.
+#[test]
+fn async_preemption_needs_room_above_lo() {
+    for (arch, needs) in [("amd64", 472u64), ("386", 200), ("arm64", 592)] {
+        let mut t = T::new(arch);
+        assert_eq!(
+            gostack_spec::goroutine::async_preempt_stack(t.s.config.profile.goarch),
+            Some(needs)
+        );
+        let bottom = t.func(ptr_func(&t, "bottom", 2));
+        let g = t.spawn(bottom);
+        let room = |t: &T| t.s.gor.gs[&g].sp - t.s.gor.gs[&g].stack.lo;
+        // A frame that leaves SP just above lo + StackGuard - StackSmall
+        // (the lowest a split-checked function runs at) without growing.
+        let fill = (room(&t) - 800 - 64) / 16 * 16;
+        let mut filler = Func::new("filler", fill);
+        filler.sites = vec![Site {
+            locals: vec![],
+            args: vec![],
+        }];
+        let filler = t.func(filler);
+        t.call(g, 0, filler);
+        assert_eq!(t.size(g), 2 * K, "{arch}: no growth");
+        assert!(room(&t) >= needs, "{arch}: room {}", room(&t));
+        t.s.set_async_safe_point(g, true).unwrap();
+        t.s.set_async_safe_point(g, false).unwrap();
+        // A NOSPLIT frame below that leaves less than asyncPreemptStack.
+        let mut low = Func::new("low", (room(&t) - needs / 2) / 16 * 16);
+        low.nosplit = true;
+        let low = t.func(low);
+        t.call(g, 0, low);
+        let r = room(&t);
+        assert!(r < needs, "{arch}: room {r}");
+        let before = t.s.clone();
+        assert_eq!(
+            t.s.set_async_safe_point(g, true),
+            Err(Throw::Misuse(Misuse::NoRoomForAsyncPreempt {
+                g,
+                room: r,
+                needs
+            })),
+            "{arch}"
+        );
+        assert_eq!(t.s, before);
+        t.ret(g);
+        t.s.set_async_safe_point(g, true).unwrap();
+    }
+}
