@@ -110,6 +110,14 @@ MUTANTS = [
     ("isAsyncSafePoint ignores asyncPreemptStack", "spec/src/goroutine.rs",
      "if g.sp < g.stack.lo || room < needs {\n                crate::coverage::hit(",
      "if false {\n                crate::coverage::hit("),
+    ("allocm takes g0 before gsignal", "spec/src/goroutine.rs",
+     "let gsignal = s.stackalloc_inner(ctx, gsignal)?;\n            let g0 = s.stackalloc_inner(ctx, g0)?;",
+     "let g0 = s.stackalloc_inner(ctx, g0)?;\n            let gsignal = s.stackalloc_inner(ctx, gsignal)?;"),
+    ("Go 1.19's g0 stack is 16 KiB as in 1.23", "spec/src/goroutine.rs",
+     "crate::profile::Release::Go1_19 => 8192,", "crate::profile::Release::Go1_19 => 16384,"),
+    ("allocm reaps sched.freem oldest first", "spec/src/goroutine.rs",
+     "for (_, stk) in std::mem::take(&mut s.gor.freem).into_iter().rev() {",
+     "for (_, stk) in std::mem::take(&mut s.gor.freem).into_iter() {"),
 ]
 
 TESTS = ["stackalloc", "gc_marker", "stackalloc_props", "goroutine", "goroutine_props"]

@@ -634,7 +634,7 @@ impl Runtime {
     /// Whether every allocation of `steps` by `ctx` would succeed, the
     /// frees between them counted (see `sim`); the first failure's throw
     /// otherwise.
-    fn predict(&self, ctx: Ctx, steps: &[Step]) -> Result<(), Throw> {
+    pub(crate) fn predict(&self, ctx: Ctx, steps: &[Step]) -> Result<(), Throw> {
         // `stackalloc` checks the size, then the P, then allocates.
         for st in steps {
             if let Step::Alloc(n) | Step::Copy(n) = *st {
@@ -657,7 +657,7 @@ impl Runtime {
     }
 
     /// The step that names `stk`, a stack of the arena, for the sim.
-    fn known(&self, stk: Stack, free: bool) -> Step {
+    pub(crate) fn known(&self, stk: Stack, free: bool) -> Step {
         let (off, n) = (stk.lo - self.va_base, stk.hi - stk.lo);
         if free {
             Step::Free { off, n }
@@ -2520,6 +2520,9 @@ impl Runtime {
             free_g_stacks_done: g.free_g_stacks_done,
             n_stack_roots: g.n_stack_roots,
             unflushed: Vec::new(),
+            ms: Vec::new(),
+            freem: Vec::new(),
+            next_m: 0,
             heap_bump: (g.heap_bump != (0, 0)).then(|| {
                 (
                     g.heap_bump.0.wrapping_sub(base),

@@ -93,6 +93,7 @@ mod adjust;
 pub mod conc;
 mod goroutine;
 pub mod heap;
+mod mstacks;
 pub mod os;
 pub mod runtime;
 mod sim;

@@ -63,6 +63,11 @@ pub struct Runtime {
     unflushed: BTreeSet<u32>,
     /// The goroutine layer.
     pub(crate) gor: Gor,
+    /// Ms by id (see `mstacks.rs`).
+    pub(crate) ms: BTreeMap<u32, gostack_spec::goroutine::MStacks>,
+    /// `sched.freem`: exited Ms' g0 stacks, oldest first.
+    pub(crate) freem: Vec<(u32, Stack)>,
+    pub(crate) next_m: u32,
 }
 
 impl Runtime {
@@ -91,6 +96,9 @@ impl Runtime {
             next_marker: 0,
             shadow: HashMap::new(),
             unflushed: BTreeSet::new(),
+            ms: BTreeMap::new(),
+            freem: Vec::new(),
+            next_m: 0,
         })
     }
 
@@ -556,6 +564,14 @@ impl Runtime {
         w.next_p = self.next_p;
         w.next_marker = self.next_marker;
         w.unflushed = self.unflushed.iter().copied().collect();
+        let off = |stk: Stack| stk.lo.wrapping_sub(self.va_base);
+        w.ms = self
+            .ms
+            .iter()
+            .map(|(&id, m)| (id, off(m.g0), off(m.gsignal)))
+            .collect();
+        w.freem = self.freem.iter().map(|&(id, stk)| (id, off(stk))).collect();
+        w.next_m = self.next_m;
         w.markers = self
             .stacks
             .markers()

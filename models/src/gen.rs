@@ -268,6 +268,8 @@ fn goroutine_ops() -> impl Strategy<Value = Op> {
         3 => g().prop_map(Op::ExitSyscall),
         2 => (who(), 0u8..10).prop_map(|(w, f)| Op::NewProc(w, f)),
         2 => (who(), any::<u8>()).prop_map(|(w, i)| Op::Start(w, i)),
+        1 => who().prop_map(Op::CreateM),
+        1 => (who(), 0u8..6).prop_map(|(w, i)| Op::ExitM(w, i)),
         1 => g().prop_map(Op::ExitSyscall0),
         1 => g().prop_map(Op::BeforeFork),
         1 => g().prop_map(Op::AfterFork),
@@ -405,6 +407,15 @@ fn story() -> impl Strategy<Value = Vec<Op>> {
             ops
         }),
         (64u8..81).prop_map(move |n| vec![Op::SpawnBurst(w, 0, n), Op::ExitBurst(w, 81)]),
+        // NOSPLIT frames (standard function 3) down towards stack.lo, then
+        // an async preemption: past some depth isAsyncSafePoint finds no
+        // room for asyncPreempt (past another the linker would refuse).
+        (12u8..40).prop_map(move |depth| vec![
+            Op::Spawn(w, 0),
+            Op::Recurse(w, GSel::Last, 0, 3, depth),
+            Op::SetAsyncSafePoint(GSel::Last, true),
+            Op::SetAsyncSafePoint(GSel::Last, false),
+        ]),
         // A cycle ended step by step without the caches' flush: the next
         // gcStart throws.
         Just(vec![

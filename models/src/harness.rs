@@ -148,6 +148,8 @@ pub enum Call {
     Spawn(Ctx, usize),
     NewProc(Ctx, usize),
     Start(Ctx, u32),
+    CreateM(Ctx),
+    ExitM(Ctx, u32),
     SpawnBurst(Ctx, usize, u8),
     Call(Ctx, u32, usize, usize),
     Recurse(Ctx, u32, usize, usize, u8),
@@ -268,6 +270,8 @@ pub fn apply<M: Machine + ?Sized>(m: &mut M, call: &Call) -> Result<Out, Throw> 
         Call::Spawn(ctx, f) => m.spawn(*ctx, *f).map(|g| Out::Id(g.into())),
         Call::NewProc(ctx, f) => m.newproc(*ctx, *f).map(|g| Out::Id(g.into())),
         Call::Start(ctx, g) => unit(m.start(*ctx, *g)),
+        Call::CreateM(ctx) => m.create_m(*ctx).map(|id| Out::Id(id.into())),
+        Call::ExitM(ctx, id) => unit(m.exit_m(*ctx, *id)),
         Call::SpawnBurst(ctx, f, n) => {
             let mut done = Vec::new();
             for _ in 0..*n {
@@ -1187,13 +1191,14 @@ impl<B: Machine> Harness<B> {
     /// Whether bounds (as offsets) are some goroutine's stack: freeing one
     /// behind its goroutine's back is not an operation of the API (the
     /// spec would let it and break the goroutine).
+    /// Whether the stack at offset `lo` belongs to a goroutine or an M
+    /// (a raw free of it is not the test's to make).
     fn is_g_stack(&self, lo: u64) -> bool {
-        let base = self.spec.heap.base;
-        self.spec
-            .gor
-            .gs
-            .values()
-            .any(|g| g.stack.lo != 0 && g.stack.lo == lo.wrapping_add(base))
+        let lo = lo.wrapping_add(self.spec.heap.base);
+        let gor = &self.spec.gor;
+        gor.gs.values().any(|g| g.stack.lo != 0 && g.stack.lo == lo)
+            || gor.ms.values().any(|m| m.g0.lo == lo || m.gsignal.lo == lo)
+            || gor.freem.iter().any(|&(_, stk)| stk.lo == lo)
     }
 
     /// The concrete call an op stands for in the spec's present state.
@@ -1315,6 +1320,14 @@ impl<B: Machine> Harness<B> {
                     Some(g) => Call::Start(self.ctx(*w), g),
                     None => Call::Skip,
                 }
+            }
+            Op::CreateM(w) => Call::CreateM(self.ctx(*w)),
+            Op::ExitM(w, i) => {
+                let ms: Vec<u32> = self.spec.gor.ms.keys().copied().collect();
+                Call::ExitM(
+                    self.ctx(*w),
+                    pick(&ms, (*i).into()).unwrap_or(u32::from(*i) + 100),
+                )
             }
             Op::SpawnBurst(w, f, n) => Call::SpawnBurst(self.ctx(*w), self.func_index(*f), n % 81),
             Op::Call(w, g, s, f) => {

@@ -63,6 +63,10 @@ pub trait Machine {
     fn newproc(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw>;
     /// A scheduler runs a new goroutine for the first time.
     fn start(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw>;
+    /// `allocm`: a new M's stacks.
+    fn create_m(&mut self, ctx: Ctx) -> Result<u32, Throw>;
+    /// `mexit`.
+    fn exit_m(&mut self, ctx: Ctx, m: u32) -> Result<(), Throw>;
     /// A call.
     fn call(&mut self, ctx: Ctx, gid: u32, site: usize, callee: usize) -> Result<(), Throw>;
     /// A return.
@@ -281,6 +285,12 @@ macro_rules! forward {
             }
             fn start(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
                 <$t>::start(self, ctx, gid)
+            }
+            fn create_m(&mut self, ctx: Ctx) -> Result<u32, Throw> {
+                <$t>::create_m(self, ctx)
+            }
+            fn exit_m(&mut self, ctx: Ctx, m: u32) -> Result<(), Throw> {
+                <$t>::exit_m(self, ctx, m)
             }
             fn before_fork(&mut self, gid: u32) -> Result<(), Throw> {
                 <$t>::before_fork(self, gid)

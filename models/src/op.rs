@@ -236,6 +236,10 @@ pub enum Op {
     /// A scheduler runs the i-th goroutine that has not run yet (falls
     /// back to any goroutine).
     Start(Who, u8),
+    /// `newm` → `allocm`: an M takes its gsignal and g0 stacks.
+    CreateM(Who),
+    /// `mexit` of the i-th M (a raw id beyond the Ms).
+    ExitM(Who, u8),
     /// n spawns of the same function (n up to 80: enough dead goroutines
     /// for gfput to spill to the global lists).
     SpawnBurst(Who, u8, u8),
@@ -357,6 +361,8 @@ impl Op {
             Op::SpawnBurst(..) => "SpawnBurst",
             Op::NewProc(..) => "NewProc",
             Op::Start(..) => "Start",
+            Op::CreateM(_) => "CreateM",
+            Op::ExitM(..) => "ExitM",
             Op::Call(..) => "Call",
             Op::Recurse(..) => "Recurse",
             Op::Ret(..) => "Ret",

@@ -295,6 +295,12 @@ impl gostack_models::Machine for Skewed {
     fn start(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
         self.inner.start(ctx, gid)
     }
+    fn create_m(&mut self, ctx: Ctx) -> Result<u32, Throw> {
+        self.inner.create_m(ctx)
+    }
+    fn exit_m(&mut self, ctx: Ctx, m: u32) -> Result<(), Throw> {
+        self.inner.exit_m(ctx, m)
+    }
     fn before_fork(&mut self, gid: u32) -> Result<(), Throw> {
         self.inner.before_fork(gid)
     }

@@ -47,6 +47,9 @@ pub const BRANCHES: &[&str] = &[
     "gcMarkTermination: markrootFreeGStacks left over",
     "world stopped: mutator refused in mark termination",
     "isAsyncSafePoint: no room for asyncPreempt",
+    "allocm: free an exited M's g0 stack",
+    "allocm: a new M",
+    "mexit: free gsignal, g0 to sched.freem",
     "prepareForSweep: already flushed this cycle",
     "gcMarkTermination: a stack root left over",
     "newstack: preempt",
@@ -128,6 +131,8 @@ fn misuse_name(m: &Misuse) -> &'static str {
         Misuse::StartingStackTooLarge(_) => "misuse: starting stack above 2^30",
         Misuse::NotAStackRoot(_) => "misuse: not a stack root",
         Misuse::NotStarted(_) => "misuse: not started",
+        Misuse::NoSuchM(_) => "misuse: no such M",
+        Misuse::MStacksNotModeled(_) => "misuse: M stacks not modeled",
         Misuse::NoRoomForAsyncPreempt { .. } => "misuse: no room for an async preemption",
     }
 }

@@ -287,8 +287,26 @@ pub struct Goroutines {
     /// Heap words for heap-allocated defer records: the next free address
     /// in the current heap span, and its end.
     pub heap_bump: (u64, u64),
+    /// Ms (threads) made by [`State::create_m`] and not exited, by id.
+    pub ms: BTreeMap<u32, MStacks>,
+    /// `sched.freem`: exited Ms whose g0 stack waits for the next `allocm`
+    /// to free it, oldest first (the list's head is the Vec's end).
+    pub freem: Vec<(u32, Stack)>,
+    /// The id of the next M.
+    pub next_m: u32,
     /// Counters.
     pub stats: GStats,
+}
+
+/// The stacks an M takes from the stack allocator on linux: its g0 (the
+/// stack the scheduler and `systemstack` run on) and its signal-handling
+/// goroutine's (`gsignal`).
+#[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct MStacks {
+    /// `m.g0.stack`.
+    pub g0: Stack,
+    /// `m.gsignal.stack`.
+    pub gsignal: Stack,
 }
 
 /// What a word written into a frame is.
@@ -317,6 +335,24 @@ pub fn async_preempt_stack(goarch: Goarch) -> Option<u64> {
         Goarch::Arm64 => Some(592),
         _ => None,
     }
+}
+
+/// The stack sizes `allocm` asks for on `profile`, (gsignal, g0); see
+/// [`State::m_stack_sizes`].
+pub fn m_stack_sizes(profile: crate::Profile) -> Result<(u64, u64), Throw> {
+    if profile.goos != crate::profile::Goos::Linux {
+        return Err(Misuse::MStacksNotModeled(profile.goos.name()).into());
+    }
+    let c = profile.consts();
+    let g0 = match profile.release {
+        crate::profile::Release::Go1_19 => 8192,
+        crate::profile::Release::Go1_23 => 16384,
+    } * c.guard_multiplier;
+    let sys = c.stack_system;
+    Ok((
+        (sys + 32 * 1024).next_power_of_two(),
+        (sys + g0).next_power_of_two(),
+    ))
 }
 
 fn bits(v: &[bool]) -> u64 {
@@ -1985,6 +2021,65 @@ impl State {
         // present head of noStack.
         self.gor.sched_gfree_nostack.extend(list);
         Ok(())
+    }
+
+    /// The sizes `allocm` asks for, (gsignal, g0), or why this profile's
+    /// Ms are not modelled. Linux only: there `mpreinit`
+    /// (runtime/os_linux.go) takes a 32 KiB gsignal stack with
+    /// `malg(32 * 1024)`, and without cgo the g0 stack comes from the
+    /// allocator too (`malg(8192 * StackGuardMultiplier)` in Go 1.19,
+    /// `16384 * StackGuardMultiplier` in Go 1.23; `malg` rounds
+    /// stackSystem + n up to a power of two). Other systems take one or
+    /// both from the OS or size them differently.
+    pub fn m_stack_sizes(&self) -> Result<(u64, u64), Throw> {
+        m_stack_sizes(self.config.profile)
+    }
+
+    /// Makes an M (`newm` → `allocm`, runtime/proc.go, Go 1.19 and 1.23)
+    /// from the M of `ctx`, and returns its id. `allocm` first frees the
+    /// g0 stacks of the exited Ms on `sched.freem`, head first (the last
+    /// exited first); then `mcommoninit` → `mpreinit` takes the gsignal
+    /// stack (the large path); then `malg` takes the g0 stack. All run on
+    /// the calling M (`systemstack`), so a P's cache serves the small
+    /// stacks: the P the caller holds or borrows (Go never calls `allocm`
+    /// without one; `Ctx::preemptoff` is an M made by
+    /// `startTheWorldWithSema`, which uses the global pool).
+    ///
+    /// Every M's stacks count in StackInuse, as in Go. A refusal (out of
+    /// memory, a misuse) changes nothing.
+    pub fn create_m(&mut self, ctx: Ctx) -> Result<u32, Throw> {
+        self.require_world_running()?;
+        self.transact(|s| {
+            let (gsignal, g0) = s.m_stack_sizes()?;
+            for (_, stk) in std::mem::take(&mut s.gor.freem).into_iter().rev() {
+                crate::coverage::hit("allocm: free an exited M's g0 stack");
+                s.stackfree_inner(ctx, stk)?;
+            }
+            let gsignal = s.stackalloc_inner(ctx, gsignal)?;
+            let g0 = s.stackalloc_inner(ctx, g0)?;
+            let id = s.gor.next_m;
+            s.gor.next_m += 1;
+            s.gor.ms.insert(id, MStacks { g0, gsignal });
+            crate::coverage::hit("allocm: a new M");
+            Ok(id)
+        })
+    }
+
+    /// M `m` exits (`mexit`, runtime/proc.go, Go 1.19 and 1.23: its locked
+    /// goroutine exited). It frees its gsignal stack at once, on the P it
+    /// still holds (`ctx`); its g0 stack is in use until the thread is
+    /// gone, so the M goes on `sched.freem` and the next
+    /// [`State::create_m`] frees it.
+    pub fn exit_m(&mut self, ctx: Ctx, m: u32) -> Result<(), Throw> {
+        self.require_world_running()?;
+        self.transact(|s| {
+            let ms = *s.gor.ms.get(&m).ok_or(Throw::Misuse(Misuse::NoSuchM(m)))?;
+            s.stackfree_inner(ctx, ms.gsignal)?;
+            s.gor.ms.remove(&m);
+            s.gor.freem.push((m, ms.g0));
+            crate::coverage::hit("mexit: free gsignal, g0 to sched.freem");
+            Ok(())
+        })
     }
 
     /// Ends goroutine `gid` from wherever it stands (`runtime.Goexit`).

@@ -255,6 +255,10 @@ pub enum Misuse {
     /// An operation of a running goroutine on one that has not run yet
     /// (made by `newproc`, not yet started).
     NotStarted(u32),
+    /// No M with this id (never made, or exited).
+    NoSuchM(u32),
+    /// M stacks on a system where the spec does not model them.
+    MStacksNotModeled(&'static str),
     /// An async preemption where `isAsyncSafePoint` (runtime/preempt.go)
     /// refuses it: fewer than `asyncPreemptStack` bytes between SP and
     /// `stack.lo` to inject the call to `asyncPreempt`.
@@ -330,6 +334,11 @@ impl fmt::Display for Misuse {
             Misuse::NotStarted(g) => write!(
                 f,
                 "gostack: goroutine {g} has not run yet (newproc made it; start runs it)"
+            ),
+            Misuse::NoSuchM(m) => write!(f, "gostack: no M {m} (never made, or exited)"),
+            Misuse::MStacksNotModeled(os) => write!(
+                f,
+                "gostack: M stacks on {os} are not modeled; accepted: linux (other systems take g0 or gsignal stacks from the OS)"
             ),
             Misuse::NoRoomForAsyncPreempt { g, room, needs } => write!(
                 f,

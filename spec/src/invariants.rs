@@ -50,6 +50,7 @@ pub const INVARIANTS: &[(&str, &str)] = &[
     ("g-stack", "a live goroutine's stack is a stack in use, its own, with lo <= sp <= hi and stackguard0 at lo + StackGuard or a special value"),
     ("g-frames", "a live goroutine's frames unwind from sched.pc down to the goexit return address at stktopsp"),
     ("g-fp", "on amd64 and arm64 every saved frame pointer, and sched.bp, points at the frame-pointer slot of the nearest outer frame that has one"),
+    ("m-stack", "every M's g0 and gsignal stack, and every g0 stack on sched.freem, is a stack in use of its size, owned by no goroutine and no other M stack"),
     ("g-dead", "a dead goroutine waits on nothing, and sits in exactly one free list"),
     ("g-park", "parkingOnChan and activeStackChans each imply sudogs, never both; a locked channel is locked by a goroutine inside its parking steps"),
     ("sudog", "each sudog belongs to one waiting goroutine, its elem lies in that goroutine's used stack (or is nil once a sender served it), and a queued sudog is on its own channel"),
@@ -148,6 +149,38 @@ fn check_goroutines(s: &State) -> Result<(), Violation> {
         .chain(&s.gor.sched_gfree_nostack)
     {
         *in_free.entry(*id).or_default() += 1;
+    }
+    let g_stacks: std::collections::BTreeSet<u64> = s
+        .gor
+        .gs
+        .values()
+        .map(|g| g.stack.lo)
+        .filter(|&lo| lo != 0)
+        .collect();
+    let mut m_stacks = std::collections::BTreeSet::new();
+    let freem = s
+        .gor
+        .freem
+        .iter()
+        .map(|&(m, stk)| (m, "g0 on sched.freem", stk));
+    let live = s
+        .gor
+        .ms
+        .iter()
+        .flat_map(|(&m, st)| [(m, "g0", st.g0), (m, "gsignal", st.gsignal)]);
+    for (m, what, stk) in live.chain(freem) {
+        if s.in_use.get(&stk.lo) != Some(&(stk.hi - stk.lo))
+            || g_stacks.contains(&stk.lo)
+            || !m_stacks.insert(stk.lo)
+        {
+            return fail(
+                "m-stack",
+                format!(
+                    "M {m}'s {what} stack {:#x}..{:#x} is not its own stack in use",
+                    stk.lo, stk.hi
+                ),
+            );
+        }
     }
     for (&id, g) in &s.gor.gs {
         if g.stack.lo != 0 {

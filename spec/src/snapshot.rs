@@ -235,6 +235,12 @@ pub struct WorldSnap {
     pub n_stack_roots: u32,
     /// Ps whose caches wait for their flush since the GC turned off.
     pub unflushed: Vec<u32>,
+    /// Every M: (id, g0 stack's lo, gsignal stack's lo) as offsets.
+    pub ms: Vec<(u32, u64, u64)>,
+    /// `sched.freem`: (M, its g0 stack's lo as an offset), oldest first.
+    pub freem: Vec<(u32, u64)>,
+    /// The id the next M gets.
+    pub next_m: u32,
 }
 
 impl State {
@@ -290,6 +296,23 @@ impl State {
             free_g_stacks_done: g.free_g_stacks_done,
             n_stack_roots: g.n_stack_roots,
             unflushed: self.unflushed.iter().copied().collect(),
+            ms: g
+                .ms
+                .iter()
+                .map(|(&id, m)| {
+                    (
+                        id,
+                        m.g0.lo.wrapping_sub(base),
+                        m.gsignal.lo.wrapping_sub(base),
+                    )
+                })
+                .collect(),
+            freem: g
+                .freem
+                .iter()
+                .map(|&(id, stk)| (id, stk.lo.wrapping_sub(base)))
+                .collect(),
+            next_m: g.next_m,
             heap_bump: (g.heap_bump != (0, 0)).then(|| {
                 (
                     g.heap_bump.0.wrapping_sub(base),

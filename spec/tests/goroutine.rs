@@ -1626,3 +1626,138 @@ fn async_preemption_needs_room_above_lo() {
         t.s.set_async_safe_point(g, true).unwrap();
     }
 }
+
+fn state(goos: &str, arch: &str, race: bool, rel: &str) -> State {
+    let mut c = Config::new(Profile::parse(goos, arch, race, rel).unwrap());
+    c.arena_bytes = 64 << 20;
+    State::new(c).unwrap()
+}
+
+/// Go: `allocm` (runtime/proc.go, Go 1.19 and 1.23) first frees the g0
+/// stacks of the Ms on `sched.freem`, then `mpreinit` (runtime/os_linux.go)
+/// takes a 32 KiB gsignal stack and `malg` the g0 stack, 8 KiB in Go 1.19
+/// and 16 KiB in Go 1.23 (times StackGuardMultiplier: 32 KiB in a 1.23
+/// race build), on the caller's P. `mexit` frees gsignal at once; the g0
+/// stack waits on `sched.freem` for the next `allocm`, which frees it into
+/// the same P cache and so takes it straight back.
+#[test]
+fn m_stacks_come_from_the_stack_allocator() {
+    for (rel, race, g0) in [
+        ("1.19", false, 8 * K),
+        ("1.23", false, 16 * K),
+        ("1.23", true, 32 * K),
+    ] {
+        let mut s = state("linux", "amd64", race, rel);
+        let p = s.create_p().unwrap();
+        assert_eq!(s.m_stack_sizes(), Ok((32 * K, g0)));
+        let m = s.create_m(Ctx::on(p)).unwrap();
+        check_invariants(&s).unwrap();
+        let ms = s.gor.ms[&m];
+        assert_eq!(ms.gsignal.hi - ms.gsignal.lo, 32 * K);
+        assert_eq!(ms.g0.hi - ms.g0.lo, g0);
+        // A 32 KiB span for gsignal, and one for g0: a pool span refilled
+        // into p's cache, or (32 KiB) a large span of its own.
+        assert_eq!(s.stats().stack_inuse, 64 * K, "{rel} race={race}");
+        // mexit with the GC off: gsignal's span goes back to the heap.
+        s.exit_m(Ctx::on(p), m).unwrap();
+        check_invariants(&s).unwrap();
+        assert_eq!(s.stats().stack_inuse, 32 * K);
+        assert_eq!(s.gor.freem, vec![(m, ms.g0)]);
+        assert_eq!(
+            s.exit_m(Ctx::on(p), m),
+            Err(Throw::Misuse(Misuse::NoSuchM(m)))
+        );
+        // The next M reaps the g0 stack and, through p's cache (or the
+        // heap's first fit), gets the same memory back.
+        let n = s.create_m(Ctx::on(p)).unwrap();
+        check_invariants(&s).unwrap();
+        assert!(s.gor.freem.is_empty());
+        assert_eq!(s.gor.ms[&n].g0, ms.g0, "{rel} race={race}");
+        assert_eq!(s.stats().stack_inuse, 64 * K);
+        // During a GC cycle gsignal's span waits on stackLarge, and the
+        // next M's gsignal is taken from there.
+        s.gc_start().unwrap();
+        let old = s.gor.ms[&n];
+        s.exit_m(Ctx::on(p), n).unwrap();
+        assert_eq!(s.stats().stack_inuse, 64 * K, "kept during the cycle");
+        let o = s.create_m(Ctx::on(p)).unwrap();
+        if g0 == 32 * K {
+            // The reaped 32 KiB g0 went on stackLarge's list after
+            // gsignal, at its head: gsignal takes it, g0 takes the old
+            // gsignal.
+            assert_eq!(
+                s.gor.ms[&o],
+                gostack_spec::goroutine::MStacks {
+                    g0: old.gsignal,
+                    gsignal: old.g0
+                }
+            );
+        } else {
+            assert_eq!(s.gor.ms[&o].gsignal, old.gsignal, "{rel}");
+            assert_eq!(s.gor.ms[&o].g0, old.g0, "{rel}: back from p's cache");
+        }
+        assert_eq!(s.stats().stack_inuse, 64 * K);
+        check_invariants(&s).unwrap();
+        // No M is made or exits while the world is stopped.
+        s.gc_mark_termination().unwrap();
+        let before = s.clone();
+        let stopped = Err(Throw::Misuse(Misuse::WouldBlock(
+            gostack_spec::WORLD_STOPPED,
+        )));
+        assert_eq!(s.create_m(Ctx::on(p)).map(|_| ()), stopped);
+        assert_eq!(s.exit_m(Ctx::on(p), o), stopped);
+        assert_eq!(s, before);
+    }
+    // Other systems take g0 or gsignal from the OS: not modelled.
+    let mut s = state("windows", "amd64", false, "1.23");
+    let p = s.create_p().unwrap();
+    let before = s.clone();
+    assert_eq!(
+        s.create_m(Ctx::on(p)),
+        Err(Throw::Misuse(Misuse::MStacksNotModeled("windows")))
+    );
+    assert_eq!(s, before);
+}
+
+/// A refused `allocm` (out of memory for g0 after gsignal was taken, or
+/// after the reaped g0 stacks were freed) changes nothing.
+#[test]
+fn a_refused_allocm_changes_nothing() {
+    let mut c = Config::new(Profile::parse("linux", "amd64", false, "1.23").unwrap());
+    c.arena_bytes = 4 << 20;
+    let mut s = State::new(c).unwrap();
+    let p = s.create_p().unwrap();
+    // 12 of the arena's 512 pages left: one M (4 + 4 pages), a 16 KiB
+    // stack that takes the pool span's other slot, then gsignal fits and
+    // g0's new pool span does not.
+    s.heap_alloc(500).unwrap();
+    let m = s.create_m(Ctx::on(p)).unwrap();
+    s.stackalloc(Ctx::on(p), 16 * K).unwrap();
+    let before = s.clone();
+    assert_eq!(s.create_m(Ctx::on(p)), Err(Throw::Go(GoThrow::OutOfMemory)));
+    assert_eq!(s, before);
+    s.exit_m(Ctx::on(p), m).unwrap();
+    check_invariants(&s).unwrap();
+}
+
+/// Go: `mexit` pushes the M on the head of `sched.freem`, and `allocm`
+/// walks the list from the head: the g0 stack of the M that exited last is
+/// freed first, so (a P cache being last in, first out) the new M gets the
+/// g0 stack of the M that exited first.
+#[test]
+fn allocm_reaps_the_last_exited_m_first() {
+    let mut s = state("linux", "amd64", false, "1.19");
+    let p = s.create_p().unwrap();
+    let (a, b) = (
+        s.create_m(Ctx::on(p)).unwrap(),
+        s.create_m(Ctx::on(p)).unwrap(),
+    );
+    let (ga, gb) = (s.gor.ms[&a].g0, s.gor.ms[&b].g0);
+    s.exit_m(Ctx::on(p), a).unwrap();
+    s.exit_m(Ctx::on(p), b).unwrap();
+    assert_eq!(s.gor.freem, vec![(a, ga), (b, gb)]);
+    let c = s.create_m(Ctx::on(p)).unwrap();
+    assert_eq!(s.gor.ms[&c].g0, ga);
+    assert_eq!(s.ps[&p].stackcache[2].list, vec![gb.lo]);
+    check_invariants(&s).unwrap();
+}
