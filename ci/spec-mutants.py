@@ -36,7 +36,8 @@ MUTANTS = [
     ("adjustctxt leaves sched.ctxt", "spec/src/goroutine.rs",
      "gm.ctxt = adj(gm.ctxt);", "gm.ctxt = gm.ctxt;"),
     ("adjustdefers leaves d.link", "spec/src/goroutine.rs",
-     "self.adjustpointer(old, delta, d + 2 * p);", "let _ = d + 2 * p;"),
+     "self.adjustpointer(old, delta, d + i * p);",
+     "if i != defer_link_index(self.config.profile.release) { self.adjustpointer(old, delta, d + i * p); }"),
     ("newstack doubles only once", "spec/src/goroutine.rs",
      "while newsize - used < needed {", "while newsize < needed {"),
     ("shrinkstack halves at half instead of a quarter", "spec/src/goroutine.rs",
@@ -118,6 +119,9 @@ MUTANTS = [
     ("allocm reaps sched.freem oldest first", "spec/src/goroutine.rs",
      "for (_, stk) in std::mem::take(&mut s.gor.freem).into_iter().rev() {",
      "for (_, stk) in std::mem::take(&mut s.gor.freem).into_iter() {"),
+    ("Go 1.19's adjustdefers leaves d._panic and d.varp (1.23's fields only)", "spec/src/goroutine.rs",
+     "self.adjustpointer(old, delta, d + i * p);",
+     "if i < 2 || i == defer_link_index(self.config.profile.release) { self.adjustpointer(old, delta, d + i * p); }"),
 ]
 
 TESTS = ["stackalloc", "gc_marker", "stackalloc_props", "goroutine", "goroutine_props"]

@@ -42,7 +42,8 @@ use crate::adjust::{self, Move, Words, W32, W64};
 use crate::runtime::Runtime;
 use crate::sim::{AllocSim, Step};
 use gostack_spec::goroutine::{
-    Chan, Frame, Func, GSnap, GStats, GStatus, Pc, Slot, Sudog, G, GOEXIT_PC, PC_BASE, PC_STRIDE,
+    defer_fields, defer_link_index, Chan, DeferField, Frame, Func, GSnap, GStats, GStatus, Pc,
+    Slot, Sudog, G, GOEXIT_PC, PC_BASE, PC_STRIDE,
 };
 use gostack_spec::guard::MAX_FRAMESIZE;
 use gostack_spec::profile::STACK_SMALL;
@@ -1276,6 +1277,8 @@ impl Runtime {
         self.require_world_running()?;
         self.require_runnable(gid)?;
         let p = self.ptr;
+        let fields = defer_fields(self.config.profile.release);
+        let words = fields.len() as u64;
         let frames = self.frames_upto(gid, frame)?;
         let fr = frames
             .get(frame)
@@ -1288,19 +1291,32 @@ impl Runtime {
                     .objects
                     .get(o)
                     .ok_or(Throw::Misuse(Misuse::NoSuchSlot(gid, frame)))?;
-                if obj.size < 3 * p {
+                if obj.size < words * p {
                     return Err(Misuse::NoSuchSlot(gid, frame).into());
                 }
                 self.slot_addr(gid, frame, Slot::Object(o, 0))?
             }
-            None => self.heap_words(3)?,
+            None => self.heap_words(words)?,
         };
-        let head = self.g(gid)?.defer_head;
-        self.wr(d, fn_value & self.mask);
-        self.wr(d + p, fr.sp);
-        self.wr(d + 2 * p, head);
+        let g = self.g(gid)?;
+        let (head, panic) = (g.defer_head, g.panic_head);
+        for (i, f) in fields.iter().enumerate() {
+            let v = match f {
+                DeferField::Fn => fn_value & self.mask,
+                DeferField::Sp => fr.sp,
+                DeferField::Panic => panic,
+                DeferField::Link => head,
+                DeferField::Varp => fr.varp,
+            };
+            self.wr(d + i as u64 * p, v);
+        }
         self.gm(gid)?.defer_head = d;
         Ok(d)
+    }
+
+    /// The byte offset of `link` in a defer record of the release.
+    fn defer_link_offset(&self) -> u64 {
+        defer_link_index(self.config.profile.release) * self.ptr
     }
 
     /// Pops the first defer record.
@@ -1311,7 +1327,7 @@ impl Runtime {
         if head == 0 {
             return Err(Misuse::NoDefer(gid).into());
         }
-        let link = self.rd(head + 2 * self.ptr);
+        let link = self.rd(head + self.defer_link_offset());
         self.gm(gid)?.defer_head = link;
         Ok(())
     }
@@ -1680,11 +1696,13 @@ impl Runtime {
         }
         let mut d = self.gor.gs[gid as usize].defer_head;
         let mut n = 0;
+        let words = defer_fields(self.config.profile.release).len() as u64;
+        let link = self.defer_link_offset();
         while d != 0 && n < 1 << 16 {
-            self.adjust_one(d, &mv);
-            self.adjust_one(d.wrapping_add(p), &mv);
-            self.adjust_one(d.wrapping_add(2 * p), &mv);
-            d = self.rd(d.wrapping_add(2 * p));
+            for i in 0..words {
+                self.adjust_one(d.wrapping_add(i * p), &mv);
+            }
+            d = self.rd(d.wrapping_add(link));
             n += 1;
         }
         let guard = self.consts.stack_guard;
@@ -2568,7 +2586,8 @@ mod tests {
     }
 
     /// A function of 64 bytes whose 4-word locals map marks words 0 and 1
-    /// and whose stack object (3 words at varp - 4 words) holds pointers.
+    /// and whose stack object (5 words at varp - 6 words: room for a Go
+    /// 1.19 defer record) holds pointers.
     fn ptr_func(r: &mut Runtime, name: &str) -> usize {
         let p = r.ptr as i64;
         let mut f = Func::new(name, 64);
@@ -2577,9 +2596,9 @@ mod tests {
             args: vec![],
         }];
         f.objects.push(StackObject {
-            off: -4 * p,
-            size: 3 * p as u64,
-            ptrs: vec![true, true, true],
+            off: -6 * p,
+            size: 5 * p as u64,
+            ptrs: vec![true; 5],
         });
         r.add_func(f).unwrap()
     }
@@ -2688,7 +2707,8 @@ mod tests {
             let g = r.spawn(ctx, f).unwrap();
             let heap = r.defer_push(g, 0, 0x40_7700, None).unwrap();
             let stack = r.defer_push(g, 0, 0x40_8800, Some(0)).unwrap();
-            assert_eq!(r.read_word(stack + 2 * p), heap);
+            let link = r.defer_link_offset();
+            assert_eq!(r.read_word(stack + link), heap);
             let old_sp = r.frames(g).unwrap()[0].sp;
             r.call(ctx, g, 0, big).unwrap();
             let fr = r.frames(g).unwrap();
@@ -2697,7 +2717,7 @@ mod tests {
             assert_eq!(r.gor.gs[g as usize].defer_head, new_stack);
             // The records' sp words moved; the heap record stayed put.
             assert_eq!(r.read_word(new_stack + p), fr[1].sp);
-            assert_eq!(r.read_word(new_stack + 2 * p), heap);
+            assert_eq!(r.read_word(new_stack + link), heap);
             assert_eq!(r.read_word(heap + p), fr[1].sp);
             assert_ne!(fr[1].sp, old_sp);
             r.ret(ctx, g).unwrap();

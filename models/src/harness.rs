@@ -477,11 +477,14 @@ pub fn build_func(spec: &FuncSpec, idx: usize, c: &gostack_spec::Consts, arch: &
         sites,
         objects: Vec::new(),
     };
+    // Room for a defer record (five words in Go 1.19, three in 1.23) or a
+    // panic record.
     if spec.object && room >= 3 * p {
+        let words = if room >= 5 * p { 5 } else { 3 };
         f.objects.push(StackObject {
-            off: -(3 * p as i64),
-            size: 3 * p,
-            ptrs: vec![true; 3],
+            off: -(words as i64 * p as i64),
+            size: words * p,
+            ptrs: vec![true; words as usize],
         });
     }
     if spec.args % 8 >= 2 {

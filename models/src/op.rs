@@ -157,7 +157,7 @@ pub struct FuncSpec {
     pub args: u8,
     /// Bit i: argument word i is a pointer.
     pub arg_ptrs: u8,
-    /// Give the frame a 3-word stack object at its top (room for a defer
+    /// Give the frame a 5-word (3 when it has no room) stack object at its top (room for a defer
     /// or panic record), when the locals have room for it.
     pub object: bool,
     /// Extra bytes of `max_sp_delta` over the frame size.

@@ -139,10 +139,11 @@ fn funcs(p: &mut Pair) -> Fns {
             args: vec![],
         },
     ];
+    // Room for a defer record of either release (five words in Go 1.19).
     main.objects.push(StackObject {
-        off: -4 * ptr,
-        size: 3 * ptr as u64,
-        ptrs: vec![true, false, true],
+        off: -6 * ptr,
+        size: 5 * ptr as u64,
+        ptrs: vec![true, false, true, true, false],
     });
     let mut rec = Func::new("rec", 64);
     rec.args_size = 2 * ptr as u64;

@@ -337,6 +337,48 @@ pub fn async_preempt_stack(goarch: Goarch) -> Option<u64> {
     }
 }
 
+/// A word of the spec's defer record: the `_defer` fields (runtime/
+/// runtime2.go) that copystack's `adjustdefers` (runtime/stack.go)
+/// adjusts, in the order it adjusts them.
+#[derive(Copy, Clone, Debug, PartialEq, Eq)]
+pub enum DeferField {
+    /// `d.fn`: the deferred closure (a stack address for a closure whose
+    /// context lives on the stack).
+    Fn,
+    /// `d.sp`: the deferring frame's SP.
+    Sp,
+    /// `d._panic` (Go 1.19 only): the panic running the defer (a record
+    /// in `gopanic`'s frame, so on the stack).
+    Panic,
+    /// `d.link`: the next record.
+    Link,
+    /// `d.varp` (Go 1.19 only): the deferring frame's `varp`, which the
+    /// records of open-coded defers carry.
+    Varp,
+}
+
+/// The spec's defer record for `release`, one word per field. Go 1.23's
+/// `adjustdefers` adjusts `fn`, `sp` and `link`; Go 1.19's also
+/// `_panic`, `varp` and `fd`. The fields neither adjusts (the flags, `pc`,
+/// `framepc`, 1.23's `head`, which lives on the heap) are left out, and so
+/// is 1.19's `fd`: it points at funcdata in read-only data, never into a
+/// stack, so adjusting it never changes it.
+pub fn defer_fields(release: crate::profile::Release) -> &'static [DeferField] {
+    use DeferField::*;
+    match release {
+        crate::profile::Release::Go1_19 => &[Fn, Sp, Panic, Link, Varp],
+        crate::profile::Release::Go1_23 => &[Fn, Sp, Link],
+    }
+}
+
+/// The word index of `link` in the defer record of `release`.
+pub fn defer_link_index(release: crate::profile::Release) -> u64 {
+    defer_fields(release)
+        .iter()
+        .position(|&f| f == DeferField::Link)
+        .unwrap_or(0) as u64
+}
+
 /// The stack sizes `allocm` asks for on `profile`, (gsignal, g0); see
 /// [`State::m_stack_sizes`].
 pub fn m_stack_sizes(profile: crate::Profile) -> Result<(u64, u64), Throw> {
@@ -362,6 +404,11 @@ fn bits(v: &[bool]) -> u64 {
 impl State {
     fn ptr(&self) -> u64 {
         self.consts.ptr_size
+    }
+
+    /// The byte offset of `link` in a defer record.
+    fn defer_link_offset(&self) -> u64 {
+        defer_link_index(self.config.profile.release) * self.ptr()
     }
 
     fn word_mask(&self) -> u64 {
@@ -1173,7 +1220,10 @@ impl State {
 
     /// Pushes a defer record for frame `frame` calling `fn_value`: on the
     /// heap, or at a stack object of the frame (`deferprocStack`). The
-    /// record is three words {fn, sp, link} (`_defer`, runtime/runtime2.go).
+    /// record holds the fields [`defer_fields`] lists for the release:
+    /// {fn, sp, link} in Go 1.23, {fn, sp, _panic, link, varp} in Go 1.19,
+    /// where `_panic` is the goroutine's panic head (the panic that would
+    /// run the defer) and `varp` the frame's.
     pub fn defer_push(
         &mut self,
         gid: u32,
@@ -1185,6 +1235,8 @@ impl State {
         self.transact(|s| {
             s.require_runnable(gid)?;
             let p = s.ptr();
+            let fields = defer_fields(s.config.profile.release);
+            let words = fields.len() as u64;
             let frames = s.frames(gid)?;
             let fr = frames
                 .get(frame)
@@ -1196,17 +1248,25 @@ impl State {
                         .objects
                         .get(o)
                         .ok_or(Throw::Misuse(Misuse::NoSuchSlot(gid, frame)))?;
-                    if obj.size < 3 * p {
+                    if obj.size < words * p {
                         return Err(Misuse::NoSuchSlot(gid, frame).into());
                     }
                     s.slot_addr(gid, frame, Slot::Object(o, 0))?
                 }
-                None => s.heap_words(3)?,
+                None => s.heap_words(words)?,
             };
-            let head = s.g(gid)?.defer_head;
-            s.write_mem(d, fn_value);
-            s.write_mem(d + p, fr.sp);
-            s.write_mem(d + 2 * p, head);
+            let g = s.g(gid)?;
+            let (head, panic) = (g.defer_head, g.panic_head);
+            for (i, f) in fields.iter().enumerate() {
+                let v = match f {
+                    DeferField::Fn => fn_value,
+                    DeferField::Sp => fr.sp,
+                    DeferField::Panic => panic,
+                    DeferField::Link => head,
+                    DeferField::Varp => fr.varp,
+                };
+                s.write_mem(d + i as u64 * p, v);
+            }
             s.g_mut(gid)?.defer_head = d;
             Ok(d)
         })
@@ -1220,7 +1280,7 @@ impl State {
         if head == 0 {
             return Err(Misuse::NoDefer(gid).into());
         }
-        let link = self.read_word(head + 2 * self.ptr());
+        let link = self.read_word(head + self.defer_link_offset());
         self.g_mut(gid)?.defer_head = link;
         Ok(())
     }
@@ -1597,13 +1657,16 @@ impl State {
             self.write_mem(newfp, v);
             self.adjustpointer(old, delta, newfp);
         }
+        // adjustdefers: every field of the release's record, in Go's
+        // order, then on along the (adjusted) link.
         let mut d = self.g(gid)?.defer_head;
         let mut guard = 0;
+        let words = defer_fields(self.config.profile.release).len() as u64;
         while d != 0 && guard < 1 << 16 {
-            self.adjustpointer(old, delta, d);
-            self.adjustpointer(old, delta, d + p);
-            self.adjustpointer(old, delta, d + 2 * p);
-            d = self.read_word(d + 2 * p);
+            for i in 0..words {
+                self.adjustpointer(old, delta, d + i * p);
+            }
+            d = self.read_word(d + self.defer_link_offset());
             guard += 1;
         }
         let guard = self.consts.stack_guard;

@@ -1761,3 +1761,63 @@ fn allocm_reaps_the_last_exited_m_first() {
     assert_eq!(s.ps[&p].stackcache[2].list, vec![gb.lo]);
     check_invariants(&s).unwrap();
 }
+
+/// Go: `adjustdefers` (runtime/stack.go) adjusts `fn`, `sp` and `link` of
+/// each `_defer` in Go 1.23, and in Go 1.19 also `_panic`, `varp` and `fd`
+/// (runtime2.go's `_defer` of 1.19 has them; 1.23's does not). A heap
+/// record whose `_panic` and `varp` point into the stack keeps pointing at
+/// the moved panic record and frame in 1.19.
+#[test]
+fn go_1_19_adjustdefers_also_adjusts_panic_and_varp() {
+    use gostack_spec::goroutine::{defer_fields, defer_link_index, DeferField, StackObject};
+    for rel in ["1.19", "1.23"] {
+        let mut s = state("linux", "amd64", false, rel);
+        let p = s.create_p().unwrap();
+        let ctx = Ctx::on(p);
+        let mut f = Func::new("f", 64);
+        f.sites = vec![Site {
+            locals: vec![false; 7],
+            args: vec![],
+        }];
+        f.objects.push(StackObject {
+            off: -6 * 8,
+            size: 5 * 8,
+            ptrs: vec![true; 5],
+        });
+        let f = s.add_func(f).unwrap();
+        let big = s.add_func(Func::new("big", 16 * K)).unwrap();
+        let g = s.spawn(ctx, f).unwrap();
+        let pr = s.panic_push(g, 0, 0).unwrap();
+        let d = s.defer_push(g, 0, 0x40_1000, None).unwrap();
+        let fields = defer_fields(s.config.profile.release);
+        let word = |s: &State, f: DeferField| {
+            let i = fields.iter().position(|&x| x == f).unwrap() as u64;
+            s.read_word(d + 8 * i)
+        };
+        assert_eq!(fields.len(), if rel == "1.19" { 5 } else { 3 });
+        assert_eq!(
+            defer_link_index(s.config.profile.release),
+            if rel == "1.19" { 3 } else { 2 }
+        );
+        let old_frame = s.frames(g).unwrap()[0].clone();
+        if rel == "1.19" {
+            assert_eq!(word(&s, DeferField::Panic), pr);
+            assert_eq!(word(&s, DeferField::Varp), old_frame.varp);
+        }
+        s.call(ctx, g, 0, big).unwrap();
+        check_invariants(&s).unwrap();
+        let fr = s.frames(g).unwrap()[1].clone();
+        assert_ne!(fr.sp, old_frame.sp, "{rel}: the stack moved");
+        assert_eq!(word(&s, DeferField::Sp), fr.sp, "{rel}");
+        assert_eq!(word(&s, DeferField::Fn), 0x40_1000);
+        assert_eq!(word(&s, DeferField::Link), 0);
+        if rel == "1.19" {
+            assert_eq!(word(&s, DeferField::Panic), s.gor.gs[&g].panic_head);
+            assert_ne!(word(&s, DeferField::Panic), pr);
+            assert_eq!(word(&s, DeferField::Varp), fr.varp);
+        }
+        s.ret(ctx, g).unwrap();
+        s.defer_pop(g).unwrap();
+        assert_eq!(s.gor.gs[&g].defer_head, 0);
+    }
+}
