@@ -266,7 +266,7 @@ pub struct WordAdjust {
 }
 
 /// Runs the word-at-a-time walk of copystack (the packed bitmap,
-/// [`Move::bits`] on a sub-run of atomic words, [`has_junk`] first, CAS
+/// `Move::bits` on a sub-run of atomic words, `has_junk` first, CAS
 /// below `sghi`) on a copy of `words` (cut to the word size) and writes
 /// the result back; the map `bits` starts at word `start` and its bits
 /// past the end of `words` are ignored. On the junk throw `words` are

@@ -9,7 +9,7 @@
 //! goroutine's own thread, a sender and a GC worker can act on one
 //! goroutine at once, as in Go. It keeps Go's protocol step for step, on
 //! the same allocator ([`Stacks`], with its locks and its linearization
-//! log) and the same copy and adjustment loops ([`crate::adjust`]) as the
+//! log) and the same copy and adjustment loops (`impl/src/adjust.rs`) as the
 //! runtime; the loom models in `models/tests/loom_{chan,park,grow}.rs`
 //! explore its interleavings and check each outcome against the spec.
 //!
