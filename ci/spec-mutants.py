@@ -107,7 +107,7 @@ MUTANTS = [
      "    pub fn create_p(&mut self) -> Result<u32, Throw> {\n        if self.gcphase != GcPhase::Off || self.spans_pending_free {",
      "    pub fn create_p(&mut self) -> Result<u32, Throw> {\n        if false {"),
     ("prepareForSweep flushes a P twice in one sweep cycle", "spec/src/stack.rs",
-     "if s.unflushed.contains(&p) {", "if true {"),
+     "if s.unflushed.remove(&p) {", "if { s.unflushed.remove(&p); true } {"),
     ("isAsyncSafePoint ignores asyncPreemptStack", "spec/src/goroutine.rs",
      "if g.sp < g.stack.lo || room < needs {\n                crate::coverage::hit(",
      "if false {\n                crate::coverage::hit("),
@@ -122,6 +122,9 @@ MUTANTS = [
     ("Go 1.19's adjustdefers leaves d._panic and d.varp (1.23's fields only)", "spec/src/goroutine.rs",
      "self.adjustpointer(old, delta, d + i * p);",
      "if i < 2 || i == defer_link_index(self.config.profile.release) { self.adjustpointer(old, delta, d + i * p); }"),
+    ("ReadMemStats reads StackInuse without flushing the P caches", "spec/src/stack.rs",
+     "            for p in s.ps.keys().copied().collect::<Vec<_>>() {\n                s.stackcache_clear(p)?;\n            }\n            Ok(s.stats())",
+     "            Ok(s.stats())"),
 ]
 
 TESTS = ["stackalloc", "gc_marker", "stackalloc_props", "goroutine", "goroutine_props"]

@@ -444,6 +444,18 @@ impl Runtime {
         Ok(())
     }
 
+    /// `runtime.ReadMemStats` (as `State::read_mem_stats`): every P's
+    /// caches are flushed, each P's sweep flush stays due; returns the
+    /// figures.
+    pub fn read_mem_stats(&mut self) -> Result<Stats, Throw> {
+        self.require_world_running()?;
+        for handle in self.ps.values_mut() {
+            self.stacks.stackcache_clear(handle)?;
+        }
+        self.prune_shadow();
+        Ok(self.stats())
+    }
+
     /// Takes `npages` of ordinary heap memory; returns its address.
     pub fn heap_alloc(&mut self, npages: u64) -> Result<u64, Throw> {
         self.require_world_running()?;

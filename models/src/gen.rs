@@ -213,6 +213,7 @@ fn alloc_ops() -> impl Strategy<Value = Op> {
         1 => any::<u8>().prop_map(Op::FlushCache),
         1 => (0u32..8).prop_map(Op::DestroyPId),
         1 => (0u32..8).prop_map(Op::FlushCacheId),
+        1 => Just(Op::ReadMemStats),
         3 => (0u16..48).prop_map(Op::HeapAlloc),
         2 => any::<u16>().prop_map(Op::HeapFree),
         1 => (0u32..(24 << 20)).prop_map(Op::HeapFreeAt),

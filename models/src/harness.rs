@@ -113,6 +113,8 @@ pub enum Out {
     Bool(bool),
     /// A word read.
     Word(u64),
+    /// StackInuse as `ReadMemStats` reports it.
+    StackInuse(u64),
     /// Frames: (func, site, sp, fp, varp, argp).
     Frames(Vec<(usize, Option<usize>, u64, u64, u64, u64)>),
     /// A burst: what each step returned, and the throw that stopped it.
@@ -133,6 +135,7 @@ pub enum Call {
     CreateP,
     DestroyP(u32),
     FlushCache(u32),
+    ReadMemStats,
     HeapAlloc(u64),
     /// An offset.
     HeapFree(u64),
@@ -255,6 +258,7 @@ pub fn apply<M: Machine + ?Sized>(m: &mut M, call: &Call) -> Result<Out, Throw> 
         Call::CreateP => m.create_p().map(|p| Out::Id(p.into())),
         Call::DestroyP(p) => unit(m.destroy_p(*p)),
         Call::FlushCache(p) => unit(m.flush_cache(*p)),
+        Call::ReadMemStats => m.read_mem_stats().map(|s| Out::StackInuse(s.stack_inuse)),
         Call::HeapAlloc(n) => m.heap_alloc(*n).map(|a| Out::Off(a.wrapping_sub(b))),
         Call::HeapFree(off) => unit(m.heap_free(off.wrapping_add(b))),
         Call::GcStart => unit(m.gc_start()),
@@ -1261,6 +1265,7 @@ impl<B: Machine> Harness<B> {
             Op::FlushCache(i) => pick(&ps, (*i).into()).map_or(Call::Skip, Call::FlushCache),
             Op::DestroyPId(id) => Call::DestroyP(*id),
             Op::FlushCacheId(id) => Call::FlushCache(*id),
+            Op::ReadMemStats => Call::ReadMemStats,
             Op::HeapAlloc(n) => Call::HeapAlloc(u64::from(*n % 64)),
             Op::HeapFree(i) => {
                 pick(&self.held.heap, (*i).into()).map_or(Call::Skip, Call::HeapFree)

@@ -34,6 +34,8 @@ pub trait Machine {
     fn destroy_p(&mut self, p: u32) -> Result<(), Throw>;
     /// Flush a P's caches.
     fn flush_cache(&mut self, p: u32) -> Result<(), Throw>;
+    /// `runtime.ReadMemStats`: every P's caches flushed, then the figures.
+    fn read_mem_stats(&mut self) -> Result<gostack_spec::Stats, Throw>;
     /// Ordinary heap pages.
     fn heap_alloc(&mut self, npages: u64) -> Result<u64, Throw>;
     /// Return ordinary heap pages.
@@ -174,6 +176,9 @@ macro_rules! forward {
             }
             fn flush_cache(&mut self, p: u32) -> Result<(), Throw> {
                 <$t>::flush_cache(self, p)
+            }
+            fn read_mem_stats(&mut self) -> Result<gostack_spec::Stats, Throw> {
+                <$t>::read_mem_stats(self)
             }
             fn heap_alloc(&mut self, npages: u64) -> Result<u64, Throw> {
                 <$t>::heap_alloc(self, npages)

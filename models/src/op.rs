@@ -197,6 +197,8 @@ pub enum Op {
     DestroyPId(u32),
     /// Flush P with this raw id.
     FlushCacheId(u32),
+    /// `runtime.ReadMemStats`: every P's caches flushed.
+    ReadMemStats,
     /// Take pages of ordinary heap (`npages % 64`, 0 included).
     HeapAlloc(u16),
     /// Return the i-th heap span taken.
@@ -343,6 +345,7 @@ impl Op {
             Op::FlushCache(_) => "FlushCache",
             Op::DestroyPId(_) => "DestroyPId",
             Op::FlushCacheId(_) => "FlushCacheId",
+            Op::ReadMemStats => "ReadMemStats",
             Op::HeapAlloc(_) => "HeapAlloc",
             Op::HeapFree(_) => "HeapFree",
             Op::HeapFreeAt(_) => "HeapFreeAt",

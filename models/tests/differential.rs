@@ -187,6 +187,9 @@ impl gostack_models::Machine for Skewed {
     fn flush_cache(&mut self, p: u32) -> Result<(), Throw> {
         self.inner.flush_cache(p)
     }
+    fn read_mem_stats(&mut self) -> Result<gostack_spec::Stats, Throw> {
+        self.inner.read_mem_stats()
+    }
     fn heap_alloc(&mut self, npages: u64) -> Result<u64, Throw> {
         self.inner.heap_alloc(npages)
     }

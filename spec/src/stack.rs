@@ -459,7 +459,6 @@ impl State {
     /// destroyed (`freemcache`) and after each GC (`mcache.prepareForSweep`).
     fn stackcache_clear(&mut self, p: u32) -> Result<(), Throw> {
         crate::coverage::hit("stackcache_clear");
-        self.unflushed.remove(&p);
         for order in 0..self.stackpool.len() {
             let c = std::mem::take(&mut self.cache_mut(p)?.stackcache[order]);
             for x in c.list {
@@ -793,6 +792,7 @@ impl State {
             // the P's dead goroutines to the global lists; the P's scan
             // counts leave with it (allp is truncated).
             s.stackcache_clear(p)?;
+            s.unflushed.remove(&p);
             s.gfree_to_global(p, 1);
             s.gor.p_gfree.remove(&p);
             s.gor.scanned.remove(&p);
@@ -810,12 +810,29 @@ impl State {
     pub fn flush_cache(&mut self, p: u32) -> Result<(), Throw> {
         self.transact(|s| {
             s.cache_mut(p)?;
-            if s.unflushed.contains(&p) {
+            if s.unflushed.remove(&p) {
                 s.stackcache_clear(p)
             } else {
                 crate::coverage::hit("prepareForSweep: already flushed this cycle");
                 Ok(())
             }
+        })
+    }
+
+    /// `runtime.ReadMemStats` (runtime/mstats.go, Go 1.19 and 1.23): it
+    /// stops the world and flushes every P's caches (`flushallmcaches` →
+    /// `flushmcache` → `stackcache_clear`), so with the GC off a pool span
+    /// left empty goes back to the heap before StackInuse is read; then it
+    /// returns the figures. Unlike [`State::flush_cache`] it leaves each
+    /// P's sweep flush due (`flushGen` is untouched). Refused in
+    /// `_GCmarktermination` (its `stopTheWorld` waits for the GC's).
+    pub fn read_mem_stats(&mut self) -> Result<crate::Stats, Throw> {
+        self.require_world_running()?;
+        self.transact(|s| {
+            for p in s.ps.keys().copied().collect::<Vec<_>>() {
+                s.stackcache_clear(p)?;
+            }
+            Ok(s.stats())
         })
     }
 
@@ -938,7 +955,8 @@ impl State {
             }
             s.gc_off()?;
             s.free_stack_spans()?;
-            for p in s.ps.keys().copied().collect::<Vec<_>>() {
+            // gc_off made every P's flush due.
+            for p in std::mem::take(&mut s.unflushed) {
                 s.stackcache_clear(p)?;
             }
             Ok(())

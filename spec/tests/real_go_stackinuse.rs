@@ -11,7 +11,9 @@
 //! release, one P): goroutines by `spawn` and `call`, blocking by `park`,
 //! the channel close by `send` + `wake` per receiver, the end by `exit`, and
 //! a `runtime.GC()` as `gc_start`, `gc_scan` of every live goroutine once,
-//! `gc_end`.
+//! `gc_end`, and each checkpoint's `runtime.ReadMemStats` as
+//! `read_mem_stats` (which flushes every P's stack cache first, as Go's
+//! `flushallmcaches` does).
 //!
 //! # What is compared, and why deltas
 //! StackInuse counts the bytes of every span the heap handed out for
@@ -404,12 +406,18 @@ impl Sim {
         }
     }
 
-    fn reading(&self) -> Reading {
+    /// The figures at a checkpoint, read as the Go program reads them:
+    /// `runtime.ReadMemStats` flushes every P's caches first.
+    fn reading(&mut self) -> Reading {
+        let stack_inuse = match self.s.read_mem_stats() {
+            Ok(stats) => stats.stack_inuse,
+            Err(e) => self.fail("ReadMemStats", e),
+        };
         if let Err(v) = check_invariants(&self.s) {
             panic!("spec {}: invariant broken: {v}", self.release);
         }
         Reading {
-            stack_inuse: self.s.stats().stack_inuse,
+            stack_inuse,
             goroutines: self
                 .s
                 .gor
@@ -430,7 +438,7 @@ impl Sim {
 fn run_spec(release: &'static str, frames: GoFrames) -> Vec<(String, Reading)> {
     let mut sim = Sim::new(release, frames);
     let mut out = Vec::new();
-    let mut mark = |sim: &Sim, name: &str| out.push((name.to_string(), sim.reading()));
+    let mut mark = |sim: &mut Sim, name: &str| out.push((name.to_string(), sim.reading()));
     let chan = |sim: &mut Sim| sim.s.make_chan(0).unwrap();
     let (pin_c, anchor_c, wave_c, reuse_c) = (
         chan(&mut sim),
@@ -454,21 +462,21 @@ fn run_spec(release: &'static str, frames: GoFrames) -> Vec<(String, Reading)> {
 
     sim.gc();
     sim.gc();
-    mark(&sim, "start");
+    mark(&mut sim, "start");
     let (tw, t) = (sim.tiny_wrapper, sim.tiny);
     let pin = sim.start(tw, t, 1, pin_c);
     sizes(&sim, &[pin], 2 * K, "the pin");
-    mark(&sim, "pinned");
+    mark(&mut sim, "pinned");
 
     let (rw, r) = (sim.rec_wrapper, sim.rec);
     let anchors: Vec<u32> = (0..ANCHORS)
         .map(|_| sim.start(rw, r, 2, anchor_c))
         .collect();
     sizes(&sim, &anchors, 64 * K, "the anchors (rec 2 deep)");
-    mark(&sim, "anchors blocked");
+    mark(&mut sim, "anchors blocked");
     let wave: Vec<u32> = (0..WAVE).map(|_| sim.start(rw, r, 1, wave_c)).collect();
     sizes(&sim, &wave, 32 * K, "the wave (rec 1 deep)");
-    mark(&sim, "wave blocked");
+    mark(&mut sim, "wave blocked");
 
     sim.gc();
     assert_eq!(
@@ -476,16 +484,16 @@ fn run_spec(release: &'static str, frames: GoFrames) -> Vec<(String, Reading)> {
         32 * K,
         "spec {release}: starting stack size after GC 1"
     );
-    mark(&sim, "GC 1, wave alive");
+    mark(&mut sim, "GC 1, wave alive");
     sim.close(wave_c, &wave);
-    mark(&sim, "wave exited");
+    mark(&mut sim, "wave exited");
     sim.gc();
     assert_eq!(
         sim.starting_stack_size(),
         64 * K,
         "spec {release}: starting stack size after GC 2"
     );
-    mark(&sim, "GC 2, wave dead");
+    mark(&mut sim, "GC 2, wave dead");
 
     let reuse: Vec<u32> = (0..REUSE).map(|_| sim.start(rw, r, 1, reuse_c)).collect();
     sizes(
@@ -494,17 +502,17 @@ fn run_spec(release: &'static str, frames: GoFrames) -> Vec<(String, Reading)> {
         64 * K,
         "the reuse goroutines (the starting size)",
     );
-    mark(&sim, "reuse blocked");
+    mark(&mut sim, "reuse blocked");
     sim.close(reuse_c, &reuse);
     sim.close(anchor_c, &anchors);
-    mark(&sim, "all exited");
+    mark(&mut sim, "all exited");
     sim.gc();
     assert_eq!(
         sim.starting_stack_size(),
         2 * K,
         "spec {release}: starting stack size after GC 3"
     );
-    mark(&sim, "GC 3, all dead");
+    mark(&mut sim, "GC 3, all dead");
     out
 }
 

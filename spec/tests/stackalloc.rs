@@ -874,3 +874,43 @@ fn gc_and_p_sequencing() {
     assert!(s.unflushed.is_empty(), "gc_end flushes every P");
     s.destroy_p(p2).unwrap();
 }
+
+/// Go: `runtime.ReadMemStats` (runtime/mstats.go, Go 1.19 and 1.23) stops
+/// the world and flushes every P's caches (`flushallmcaches` →
+/// `flushmcache` → `stackcache_clear`) before it reads StackInuse: with
+/// the GC off a pool span left empty goes back to the heap, so the figure
+/// it reports already excludes it. The P's sweep flush stays due (its
+/// `flushGen` is untouched), and in mark termination it waits.
+#[test]
+fn read_mem_stats_flushes_every_cache_first() {
+    let mut s = linux();
+    let (p, q) = (s.create_p().unwrap(), s.create_p().unwrap());
+    let a = alloc(&mut s, Ctx::on(p), 2 * K);
+    free(&mut s, Ctx::on(p), a);
+    let b = alloc(&mut s, Ctx::on(q), 4 * K);
+    free(&mut s, Ctx::on(q), b);
+    assert_eq!(s.stats().stack_inuse, 64 * K, "two pool spans, all cached");
+    let stats = s.read_mem_stats().unwrap();
+    ok(&s);
+    assert_eq!(stats.stack_inuse, 0, "both spans emptied and freed");
+    assert_eq!(stats, s.stats());
+    assert_eq!(s.stats().cached_bytes[&p] + s.stats().cached_bytes[&q], 0);
+    // After a cycle's gc_off both flushes stay due.
+    s.gc_start().unwrap();
+    s.gc_mark_termination().unwrap();
+    let before = s.clone();
+    assert_eq!(
+        s.read_mem_stats().map(|_| ()),
+        Err(Throw::Misuse(Misuse::WouldBlock(
+            gostack_spec::WORLD_STOPPED
+        )))
+    );
+    assert_eq!(s, before);
+    s.gc_off().unwrap();
+    s.read_mem_stats().unwrap();
+    assert_eq!(s.unflushed.iter().copied().collect::<Vec<_>>(), vec![p, q]);
+    s.free_stack_spans().unwrap();
+    refused(&mut s, Throw::Go(GoThrow::PMcacheNotFlushed), |s| {
+        s.gc_start()
+    });
+}
