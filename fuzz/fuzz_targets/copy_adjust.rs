@@ -416,10 +416,11 @@ fuzz_target!(|inp: Input| {
     };
     let p = pr.p();
     let arch = port.split('/').nth(1).expect("goos/goarch/release");
-    let pid = both!(pr, "create_p()", |m| m.create_p());
+    let pid = both!(pr, "create_p()", |m| m.create_p()).expect("a fresh state makes a P");
     let ctx = Ctx::on(pid);
-    // Function 0, the entry: a small frame with pointers and a 3-word
-    // object (room for a defer or panic record), no arguments.
+    // Function 0, the entry: a small frame with pointers and a 5-word
+    // object (room for a defer record of either release, or a panic
+    // record), no arguments.
     let entry = FuncIn {
         frame: 12,
         locals: 0b1011_0110,
@@ -430,8 +431,9 @@ fuzz_target!(|inp: Input| {
         objects: vec![ObjIn {
             in_args: false,
             off: 0,
-            size: 3,
-            ptrs: 0b111,
+            // Sizes are taken as size % 8 + 1 words.
+            size: 4,
+            ptrs: 0b1_1111,
         }],
         extra: 0,
         nosplit: false,
