@@ -34,9 +34,11 @@ pub struct ConformArgs {
     /// Seed of the first case (default: from the clock; printed).
     #[arg(long)]
     seed: Option<u64>,
-    /// Profiles as goos/goarch/release, optionally with GODEBUG settings
-    /// after a colon (linux/amd64/1.23:gcshrinkstackoff=1,invalidptr=0;
-    /// see `gostack_models::harness::config`). Default: the profiles of
+    /// Profiles as goos/goarch/release, optionally with settings after a
+    /// colon: GODEBUG adaptivestackstart, invalidptr, gcshrinkstackoff,
+    /// efence and runtime/stack.go's stackFromSystem, stackFaultOnFree,
+    /// stackNoCache, stackPoisonCopy, each =0 or =1
+    /// (linux/amd64/1.23:gcshrinkstackoff=1,invalidptr=0). Default: the profiles of
     /// the differential test. Repeat or separate with commas.
     #[arg(long, value_delimiter = ',', num_args = 1..)]
     profile: Vec<String>,

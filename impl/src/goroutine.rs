@@ -647,13 +647,7 @@ impl Runtime {
         }
         let ps: Vec<&crate::P> = self.ps.values().collect();
         let snap = self.stacks.snapshot(&ps);
-        let mut sim = AllocSim::new(
-            &snap,
-            ctx,
-            &self.consts,
-            self.config.arena_bytes,
-            self.config.no_cache,
-        );
+        let mut sim = AllocSim::new(&snap, ctx, &self.consts, &self.config);
         sim.run(steps)
     }
 
@@ -2057,13 +2051,7 @@ impl Runtime {
             let sim = sim.get_or_insert_with(|| {
                 let ps: Vec<&crate::P> = self.ps.values().collect();
                 let snap = self.stacks.snapshot(&ps);
-                AllocSim::new(
-                    &snap,
-                    Ctx::on(p),
-                    &self.consts,
-                    self.config.arena_bytes,
-                    self.config.no_cache,
-                )
+                AllocSim::new(&snap, Ctx::on(p), &self.consts, &self.config)
             });
             sim.run(&steps)?;
             self.copy_checks(id, new, true)?;

@@ -79,7 +79,9 @@ impl Runtime {
         let ptr = consts.ptr_size;
         Ok(Runtime {
             real_base: stacks.base(),
-            len: config.arena_bytes,
+            // The arena, and with stacks from the system their region
+            // above it.
+            len: stacks.arena().len(),
             va_base: config.arena_base,
             mask: if ptr == 8 {
                 u64::MAX
@@ -231,7 +233,7 @@ impl Runtime {
             None => None,
         };
         let stk = stacks.stackalloc(p, preemptoff, n)?;
-        if self.stacks.order_of(n).is_some() {
+        if !self.stacks.from_system() && self.stacks.order_of(n).is_some() {
             let lo = self.to_va(stk.lo);
             let v = self.shadow.remove(&lo).unwrap_or(0);
             self.stacks.arena().store_word(stk.lo, v);
@@ -246,7 +248,7 @@ impl Runtime {
         if n & n.wrapping_sub(1) != 0 {
             return Err(gostack_spec::GoThrow::StackNotPowerOf2.into());
         }
-        let small = self.stacks.order_of(n).is_some();
+        let small = !self.stacks.from_system() && self.stacks.order_of(n).is_some();
         let saved = if small { self.link_bytes(stk.lo) } else { 0 };
         let real = Stack {
             lo: self.to_real(stk.lo),
@@ -333,10 +335,14 @@ impl Runtime {
     }
 
     /// Reads a word of memory (as `State::read_word`): 0 where nothing was
-    /// written.
+    /// written, and in a stack from the system that was freed (which
+    /// would fault if touched: efence).
     pub fn read_word(&self, addr: u64) -> u64 {
         if let Some(v) = self.free_link_word(addr) {
             return v;
+        }
+        if self.stacks.in_dead_system_range(self.to_real(addr)) {
+            return 0;
         }
         self.rd(addr)
     }
@@ -449,6 +455,16 @@ impl Runtime {
     /// figures.
     pub fn read_mem_stats(&mut self) -> Result<Stats, Throw> {
         self.require_world_running()?;
+        // Go 1.19's readmemstats_m consistency check fails once a stack
+        // from the system was sysFaulted (see the spec's read_mem_stats).
+        if self.config.profile.release == gostack_spec::Release::Go1_19
+            && self
+                .stacks
+                .system_stats()
+                .is_some_and(|s| s.faulted_bytes > 0)
+        {
+            return Err(gostack_spec::GoThrow::MappedReadyNotEqual.into());
+        }
         for handle in self.ps.values_mut() {
             self.stacks.stackcache_clear(handle)?;
         }

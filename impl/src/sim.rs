@@ -82,6 +82,9 @@ pub(crate) struct AllocSim {
     gc_off: bool,
     /// The goroutine's stack: offset and size.
     cur: Option<(u64, u64)>,
+    /// With stacks from the system: the free ranges of their region
+    /// (offset, bytes, in address order), and whether a free faults.
+    sys: Option<(Vec<(u64, u64)>, bool)>,
 }
 
 impl AllocSim {
@@ -90,9 +93,12 @@ impl AllocSim {
         snap: &Snapshot,
         ctx: Ctx,
         consts: &gostack_spec::Consts,
-        arena_bytes: u64,
-        no_cache: bool,
+        config: &gostack_spec::Config,
     ) -> AllocSim {
+        let (arena_bytes, no_cache) = (config.arena_bytes, config.no_cache);
+        let efence = config.godebug.efence;
+        let sys = (config.stack_from_system || efence)
+            .then(|| (snap.sys_free.clone(), efence || config.stack_fault_on_free));
         let orders = consts.num_stack_orders as usize;
         let mut cache = vec![VecDeque::new(); orders];
         let mut cache_bytes = vec![0; orders];
@@ -152,6 +158,7 @@ impl AllocSim {
             use_cache: ctx.p.is_some() && !ctx.preemptoff && !no_cache,
             gc_off: snap.gcphase == GcPhase::Off,
             cur: None,
+            sys,
         }
     }
 
@@ -164,18 +171,56 @@ impl AllocSim {
                 Step::Free { off, n } => self.free(off, n),
                 Step::Alloc(n) => {
                     let off = self.alloc(n)?;
-                    self.cur = Some((off, n));
+                    self.cur = Some((off, self.stack_len(n)));
                 }
                 Step::Copy(n) => {
                     let off = self.alloc(n)?;
                     if let Some((old, m)) = self.cur.take() {
                         self.free(old, m);
                     }
-                    self.cur = Some((off, n));
+                    self.cur = Some((off, self.stack_len(n)));
                 }
             }
         }
         Ok(())
+    }
+
+    /// The bytes a request of `n` gets: rounded up to the page when stacks
+    /// come from the system.
+    fn stack_len(&self, n: u64) -> u64 {
+        match self.sys {
+            Some(_) => crate::sysalloc::SystemStacks::round(n).unwrap_or(n),
+            None => n,
+        }
+    }
+
+    /// `sysAlloc` in the region: the lowest free range that fits.
+    fn sys_alloc(free: &mut Vec<(u64, u64)>, len: u64) -> Result<u64, Throw> {
+        let i = free
+            .iter()
+            .position(|&(_, run)| run >= len)
+            .ok_or(Throw::Go(GoThrow::OutOfMemoryStackalloc))?;
+        let off = free[i].0;
+        if free[i].1 == len {
+            free.remove(i);
+        } else {
+            free[i] = (off + len, free[i].1 - len);
+        }
+        Ok(off)
+    }
+
+    /// `sysFree` in the region: the range is free again, merged.
+    fn sys_free(free: &mut Vec<(u64, u64)>, off: u64, len: u64) {
+        let i = free.partition_point(|&(o, _)| o < off);
+        free.insert(i, (off, len));
+        if i + 1 < free.len() && off + len == free[i + 1].0 {
+            free[i].1 += free[i + 1].1;
+            free.remove(i + 1);
+        }
+        if i > 0 && free[i - 1].0 + free[i - 1].1 == off {
+            free[i - 1].1 += free[i].1;
+            free.remove(i);
+        }
     }
 
     fn order_of(&self, n: u64) -> Option<usize> {
@@ -323,6 +368,12 @@ impl AllocSim {
 
     /// One `stackfree` of the `n`-byte stack at `off`.
     fn free(&mut self, off: u64, n: u64) {
+        if let Some((free, fault)) = &mut self.sys {
+            if !*fault {
+                Self::sys_free(free, off, n);
+            }
+            return;
+        }
         match self.order_of(n) {
             Some(o) if self.use_cache => {
                 if self.cache_bytes[o] >= self.cache_size {
@@ -352,6 +403,10 @@ impl AllocSim {
     /// One `stackalloc(n)` of a size that passed `check_size`: the stack's
     /// offset.
     fn alloc(&mut self, n: u64) -> Result<u64, Throw> {
+        let len = self.stack_len(n);
+        if let Some((free, _)) = &mut self.sys {
+            return Self::sys_alloc(free, len);
+        }
         match self.order_of(n) {
             Some(o) if self.use_cache => {
                 if self.cache[o].is_empty() {
@@ -405,7 +460,7 @@ mod tests {
     }
 
     fn sim(s: &Stacks) -> AllocSim {
-        AllocSim::new(&s.snapshot(&[]), Ctx::no_p(), s.consts(), 4 * M, false)
+        AllocSim::new(&s.snapshot(&[]), Ctx::no_p(), s.consts(), s.config())
     }
 
     fn oom() -> Result<(), Throw> {

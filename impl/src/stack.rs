@@ -202,39 +202,30 @@ impl std::fmt::Debug for P {
 
 static NEXT_INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(1);
 
-/// Go's debug modes that change where stack memory comes from (the
-/// constants at the top of runtime/stack.go). They are options of the
-/// implementation only: the spec models the arena, and `stackNoCache` and
-/// `stackPoisonCopy`, which keep the arena's policies, are
-/// [`gostack_spec::Config`] fields.
+/// A debug mode of the implementation only: protect freed arena memory.
 ///
-/// - `from_system` (Go: `stackFromSystem`, also implied by
-///   `GODEBUG=efence=1`): every stack is its own mapping from the OS
-///   ([`crate::sysalloc`]), its size rounded up to the OS page as Go's
-///   `stackalloc` rounds it (`alignUp(n, physPageSize)`: a 2 KiB request
-///   gets a 4 KiB stack, and the returned bounds say so). Frees unmap it.
-///   The pools, caches, stackLarge and the GC phase are not involved (Go's
-///   `stackfree` returns before them, even during a GC); the snapshot's
-///   `stack_sys` counts these stacks (Go's `stacks_sys`), `stack_inuse`
-///   does not (as Go). Frees are still validated: only a live stack with
-///   its exact bounds is accepted, anything else is `Misuse::NotAStack`.
-///   These stacks live outside the arena: address them with
-///   [`Stacks::load_word`] / [`Stacks::store_word`].
-/// - `fault_on_free` (Go: `stackFaultOnFree`): with `from_system`, Go's
-///   mode exactly: a freed stack is made inaccessible (`sysFault`:
-///   `mprotect(PROT_NONE)`, then `madvise(DONTNEED)`) and its addresses are
-///   never reused. Go ignores `stackFaultOnFree` without `stackFromSystem`
-///   (stack.go: `sysFault` is only reached inside the `stackFromSystem`
-///   branch), because free stacks of the pool hold the free-list link in
-///   their first word and share 8 KiB spans, so they cannot be protected.
-///   Here, without `from_system`, it protects what can be protected while
-///   the arena's policies (and so the snapshots) stay the spec's: every
-///   span that goes back to the heap (a pool span whose last stack came
-///   back, a large stack, `freeStackSpans`) and every large stack waiting
-///   in stackLarge is `sysFault`ed, and made read/write again when a span
-///   is carved from those pages or the large stack is reused. Free stacks
-///   in a pool span or a P cache stay accessible (their first word is a
-///   link), exactly where Go could not protect them either.
+/// Go's own debug modes that change where stacks come from are the
+/// spec's configuration and the implementation follows them exactly:
+/// [`Config::stack_from_system`] (Go's `stackFromSystem`),
+/// [`Config::stack_fault_on_free`] (`stackFaultOnFree`) and
+/// `GODEBUG=efence=1` ([`gostack_spec::Godebug::efence`]): every stack is
+/// then its own page-rounded range of a region as large as the arena,
+/// right above it (reserved in the same mapping), placed where the spec
+/// places it ([`gostack_spec::stack::SysStacks`]), and `sysFault`ed when
+/// freed in fault mode ([`crate::sysalloc`]). Go ignores
+/// `stackFaultOnFree` for arena stacks: free stacks of the pool hold the
+/// free-list link in their first word and share 8 KiB spans, so they
+/// cannot be protected.
+///
+/// - `fault_on_free` protects what can be protected in the arena while its
+///   policies (and so the snapshots) stay the spec's: every span that goes
+///   back to the heap (a pool span whose last stack came back, a large
+///   stack, `freeStackSpans`) and every large stack waiting in stackLarge
+///   is `sysFault`ed (`mprotect(PROT_NONE)`, then `madvise(DONTNEED)`), and
+///   made read/write again when a span is carved from those pages or the
+///   large stack is reused. Free stacks in a pool span or a P cache stay
+///   accessible (their first word is a link), exactly where Go could not
+///   protect them either.
 ///
 /// Each protected range may split a kernel mapping, and the kernel caps
 /// their number (`vm.max_map_count`, 65530 by default). At the cap, a
@@ -247,7 +238,7 @@ static NEXT_INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU6
 ///
 /// Touching a protected stack raises `SIGSEGV` (that is the mode's
 /// purpose); under Miri, which has no `mprotect`, `fault_on_free` is
-/// refused.
+/// refused, as are efence and `stack_fault_on_free`.
 ///
 /// ```
 /// use gostack::stack::{DebugOptions, Stacks};
@@ -255,20 +246,28 @@ static NEXT_INSTANCE: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU6
 ///
 /// let mut config = Config::new(Profile::parse("linux", "amd64", false, "1.23").unwrap());
 /// config.arena_bytes = 4 << 20;
-/// let debug = DebugOptions { from_system: true, fault_on_free: false };
-/// let stacks = Stacks::with_debug(&config, debug).unwrap();
+/// // GODEBUG=efence=1: a 2 KiB request gets its own 4 KiB page, right
+/// // above the arena, counted in StackSys and not in StackInuse.
+/// config.godebug.efence = true;
+/// let stacks = Stacks::new(&config).unwrap();
 /// let mut p = stacks.new_p();
-/// // A 2 KiB request gets its own mapping, rounded up to the OS page.
 /// let stk = stacks.stackalloc(Some(&mut p), false, 2048).unwrap();
-/// assert_eq!(stk.hi - stk.lo, 4096);
+/// assert_eq!((stk.lo - stacks.base(), stk.hi - stk.lo), (4 << 20, 4096));
+/// assert_eq!(stacks.snapshot(&[&p]).stats.stack_sys, 4096);
 /// stacks.stackfree(Some(&mut p), false, stk).unwrap();
 /// assert!(stacks.stackfree(Some(&mut p), false, stk).is_err());
+///
+/// // The implementation's own arena protection.
+/// config.godebug.efence = false;
+/// let debug = DebugOptions { fault_on_free: true };
+/// let stacks = Stacks::with_debug(&config, debug).unwrap();
+/// let big = stacks.stackalloc(None, false, 64 << 10).unwrap();
+/// stacks.stackfree(None, false, big).unwrap(); // its pages are PROT_NONE now
 /// ```
 #[derive(Copy, Clone, Debug, Default, PartialEq, Eq)]
 pub struct DebugOptions {
-    /// Go: `stackFromSystem`.
-    pub from_system: bool,
-    /// Go: `stackFaultOnFree`.
+    /// Protect arena spans that go back to the heap or wait in
+    /// stackLarge.
     pub fault_on_free: bool,
 }
 
@@ -294,7 +293,7 @@ pub struct Stacks {
     gc: Mutex<Gc>,
     next_p: AtomicU32,
     debug: DebugOptions,
-    /// The stacks from the system (`from_system` only).
+    /// The stacks from the system (`stack_from_system` or efence only).
     system: Option<SystemStacks>,
     /// Protections the kernel refused (`fault_on_free` at the map limit).
     unprotected: AtomicU64,
@@ -384,9 +383,11 @@ impl Stacks {
     /// is reserved in every mode (ordinary heap spans, [`Stacks::heap_alloc`],
     /// still come from it).
     pub fn with_debug(config: &Config, debug: DebugOptions) -> Result<Stacks, Throw> {
-        if cfg!(miri) && debug.fault_on_free {
+        let from_system = config.stack_from_system || config.godebug.efence;
+        let sys_fault = from_system && (config.stack_fault_on_free || config.godebug.efence);
+        if cfg!(miri) && (debug.fault_on_free || sys_fault) {
             return Err(Misuse::BadArena(
-                "fault_on_free needs mprotect, which Miri does not have".into(),
+                "fault_on_free, efence and stack_fault_on_free need mprotect, which Miri does not have".into(),
             )
             .into());
         }
@@ -419,6 +420,16 @@ impl Stacks {
                 Misuse::BadArena("the arena does not fit in the address space".into()).into(),
             );
         }
+        if from_system
+            && (config.arena_base + config.arena_bytes)
+                .checked_add(config.arena_bytes)
+                .is_none_or(|end| end - 1 > ptr_max)
+        {
+            return Err(Misuse::BadArena(
+                "the region for stacks from the system (as large as the arena, right above it) does not fit in the address space".into(),
+            )
+            .into());
+        }
         let arena_pages = config.arena_bytes / PAGE_SIZE;
         if arena_pages >= u64::from(u32::MAX) {
             return Err(Misuse::BadArena(format!(
@@ -427,7 +438,12 @@ impl Stacks {
             ))
             .into());
         }
-        let arena = Arena::sys_reserve(config.arena_bytes, PAGE_SIZE)
+        let reserve = if from_system {
+            2 * config.arena_bytes
+        } else {
+            config.arena_bytes
+        };
+        let arena = Arena::sys_reserve(reserve, PAGE_SIZE)
             .map_err(|e| Throw::Misuse(Misuse::BadArena(e.to_string())))?;
         let consts = config.profile.consts();
         let table = |len: u64| {
@@ -442,14 +458,8 @@ impl Stacks {
         };
         let span_of = table(arena_pages)?;
         let metas = table(arena_pages * META_WORDS as u64)?;
-        let system = if debug.from_system {
-            Some(
-                SystemStacks::new(debug.fault_on_free)
-                    .map_err(|e| Throw::Misuse(Misuse::BadArena(e.to_string())))?,
-            )
-        } else {
-            None
-        };
+        let system = from_system
+            .then(|| SystemStacks::new(&arena, config.arena_bytes, config.arena_bytes, sys_fault));
         Ok(Stacks {
             debug,
             system,
@@ -504,9 +514,23 @@ impl Stacks {
         self.debug
     }
 
-    /// The counts of stacks from the system (`from_system` only).
+    /// The counts of stacks from the system (`stack_from_system` or
+    /// efence only).
     pub fn system_stats(&self) -> Option<SystemStats> {
         self.system.as_ref().map(SystemStacks::stats)
+    }
+
+    /// Whether `addr` is in the region of stacks from the system but in
+    /// none that is live (free, or faulted: touching it would raise
+    /// `SIGSEGV`). Always `false` without stacks from the system.
+    pub fn in_dead_system_range(&self, addr: u64) -> bool {
+        self.system.as_ref().is_some_and(|s| s.is_dead(addr))
+    }
+
+    /// Whether stacks come from the system (`stack_from_system` or efence)
+    /// instead of the pools and the heap.
+    pub fn from_system(&self) -> bool {
+        self.system.is_some()
     }
 
     /// `fault_on_free`: frees whose pages the kernel would not protect
@@ -516,22 +540,18 @@ impl Stacks {
         self.unprotected.load(Ordering::Relaxed) + self.system_stats().map_or(0, |s| s.unprotected)
     }
 
-    /// Reads the word at `addr` of a stack: in the arena, or (with
-    /// `from_system`) in a stack from the system. `None` if `addr` is not an
-    /// aligned word of either. Touching a stack protected by
-    /// `fault_on_free` raises `SIGSEGV`.
+    /// Reads the word at `addr` of a stack (in the arena or, with stacks
+    /// from the system, in their region above it). `None` if `addr` is not
+    /// an aligned word of either. Touching a protected stack raises
+    /// `SIGSEGV`.
     pub fn load_word(&self, addr: u64) -> Option<u64> {
-        self.arena
-            .load_word(addr)
-            .or_else(|| self.system.as_ref().and_then(|s| s.load_word(addr)))
+        self.arena.load_word(addr)
     }
 
     /// Writes the word at `addr` of a stack (see [`Stacks::load_word`]);
-    /// `false` if `addr` is not an aligned word of the arena or of a stack
-    /// from the system.
+    /// `false` if `addr` is not an aligned word of the arena or the region.
     pub fn store_word(&self, addr: u64, v: u64) -> bool {
         self.arena.store_word(addr, v)
-            || self.system.as_ref().is_some_and(|s| s.store_word(addr, v))
     }
 
     /// Bytes of allocator metadata committed for the heap in use: an upper
@@ -547,8 +567,9 @@ impl Stacks {
     /// - the pool, stackLarge, heap and GC locks and lists, and the
     ///   `Stacks` value itself;
     /// - pending GC markers (48 bytes each, a bound on a B-tree entry);
-    /// - with `from_system`, the record of every stack taken from the
-    ///   system (64 bytes each, a bound on a B-tree entry).
+    /// - with stacks from the system, the record of every live stack and
+    ///   free range of their region (64 bytes each, a bound on a B-tree
+    ///   entry).
     ///
     /// It does not count the P handles ([`P`], 16 bytes per order, owned by
     /// the caller), the free-list links (they live in the free stacks), or
@@ -565,7 +586,7 @@ impl Stacks {
             len.div_ceil(OS_PAGE) * OS_PAGE
         };
         let markers = lock(&self.gc).markers.len() as u64 * 48;
-        let system = self.system_stats().map_or(0, |s| (s.live + s.faulted) * 64);
+        let system = self.system.as_ref().map_or(0, SystemStacks::metadata_bytes);
         let fixed = std::mem::size_of::<Stacks>()
             + self.pools.len() * std::mem::size_of::<Mutex<Pool>>()
             + lock(&self.large).capacity() * std::mem::size_of::<u64>();
@@ -1125,9 +1146,9 @@ impl Stacks {
         if let Some(sys) = &self.system {
             // Go: the stackFromSystem branch of stackalloc: sysAlloc of the
             // size rounded up to the OS page.
-            let oom = || Throw::Go(GoThrow::OutOfMemory);
+            let oom = || Throw::Go(GoThrow::OutOfMemoryStackalloc);
             let len = SystemStacks::round(n).ok_or_else(oom)?;
-            let lo = sys.alloc(len).map_err(|_| oom())?;
+            let lo = sys.alloc(len).ok_or_else(oom)?;
             return Ok(Stack { lo, hi: lo + len });
         }
         let x = match self.order_of(n) {
@@ -1207,7 +1228,7 @@ impl Stacks {
         if let Some(sys) = &self.system {
             // Go: the stackFromSystem branch of stackfree: sysFree, or
             // sysFault with stackFaultOnFree; refused unless live.
-            return sys.free(stk.lo, n).map_err(|_| {
+            return sys.free(&self.arena, stk.lo, n).map_err(|_| {
                 Misuse::NotAStack {
                     lo: stk.lo,
                     hi: stk.hi,
@@ -1609,22 +1630,27 @@ impl Stacks {
                 sizes: p.caches.iter().map(|c| c.size).collect(),
             })
             .collect();
+        let sys_stats = self.system_stats().unwrap_or_default();
         let stats = Stats {
             stack_inuse: heap.stack_inuse,
             // Go's stacks_sys also counts the stacks from the system,
             // faulted ones included (sysFault does not give them back).
-            stack_sys: heap.stack_inuse
-                + self
-                    .system_stats()
-                    .map_or(0, |s| s.live_bytes + s.faulted_bytes),
+            stack_sys: heap.stack_inuse + sys_stats.live_bytes + sys_stats.faulted_bytes,
             pool_spans,
             large_spans,
             large_spans_free: stack_large.iter().map(|(_, l)| l.len() as u64).sum(),
             cached_bytes: ps.iter().map(|p| (p.id, p.cached_bytes())).collect(),
             mapped_bytes: mapped * PAGE_SIZE,
         };
-        let _ = base;
+        let (sys_live, sys_free) = self
+            .system
+            .as_ref()
+            .map(SystemStacks::ranges)
+            .unwrap_or_default();
+        in_use.extend(sys_live.into_iter().map(|(lo, n)| (lo - base, n)));
         Snapshot {
+            sys_free: sys_free.into_iter().map(|(lo, n)| (lo - base, n)).collect(),
+            sys_faulted: sys_stats.faulted_bytes,
             gcphase: self.gcphase(),
             spans_pending_free: self.spans_pending_free(),
             free_runs: heap
@@ -1893,21 +1919,17 @@ mod debug_tests {
 
     #[test]
     fn from_system_stacks_are_page_rounded_and_validated() {
-        let s = Stacks::with_debug(
-            &config(),
-            DebugOptions {
-                from_system: true,
-                fault_on_free: false,
-            },
-        )
-        .unwrap();
+        let mut c = config();
+        c.stack_from_system = true;
+        let s = Stacks::new(&c).unwrap();
         let mut p = s.new_p();
         let a = s.stackalloc(Some(&mut p), false, 2048).unwrap();
-        assert_eq!(a.hi - a.lo, 4096);
+        assert_eq!((a.lo - s.base(), a.hi - a.lo), (c.arena_bytes, 4096));
         assert!(s.store_word(a.lo, 5));
         assert_eq!(s.load_word(a.lo), Some(5));
         let before = s.snapshot(&[&p]);
         assert_eq!(before.stats.stack_sys, 4096);
+        assert_eq!(before.in_use, vec![(c.arena_bytes, 4096)]);
         let half = Stack {
             lo: a.lo,
             hi: a.lo + 2048,
@@ -1925,19 +1947,26 @@ mod debug_tests {
         assert!(s.stackfree(None, false, a).is_err());
         assert_eq!(s.system_stats(), Some(SystemStats::default()));
         assert_eq!(s.snapshot(&[&p]).stats.stack_sys, 0);
-        assert_eq!(s.load_word(a.lo), None);
+        assert_eq!(s.load_word(a.lo), Some(0), "sysFree gave the page back");
     }
 
     #[test]
-    fn fault_on_free_is_refused_only_where_mprotect_is_missing() {
+    fn fault_modes_are_refused_only_where_mprotect_is_missing() {
         let r = Stacks::with_debug(
             &config(),
             DebugOptions {
-                from_system: false,
                 fault_on_free: true,
             },
         );
         assert_eq!(r.is_err(), cfg!(miri));
+        let mut c = config();
+        c.godebug.efence = true;
+        assert_eq!(Stacks::new(&c).is_err(), cfg!(miri));
+        c.godebug.efence = false;
+        c.stack_from_system = true;
+        assert!(Stacks::new(&c).is_ok());
+        c.stack_fault_on_free = true;
+        assert_eq!(Stacks::new(&c).is_err(), cfg!(miri));
     }
 
     #[test]

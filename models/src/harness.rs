@@ -25,8 +25,9 @@ use std::fmt;
 /// The platforms the drivers run, as `goos/goarch/release[:godebug]`
 /// (see [`config`]): the six the models issue names, windows/386
 /// (StackSystem 4096 on a 32-bit port) and ios/arm64 (StackSystem 1024)
-/// from the allocator's former differential test, and two with Go's
-/// GODEBUG switches set.
+/// from the allocator's former differential test, two with Go's
+/// GODEBUG switches that change the stack policies set, two with
+/// `efence=1` and one with runtime/stack.go's `stackFromSystem`.
 pub const PROFILES: &[&str] = &[
     "linux/amd64/1.23",
     "linux/386/1.19",
@@ -40,6 +41,13 @@ pub const PROFILES: &[&str] = &[
     // defaults (on a 32-bit port too).
     "linux/amd64/1.23:adaptivestackstart=0,invalidptr=0,gcshrinkstackoff=1",
     "linux/386/1.19:adaptivestackstart=0,invalidptr=0,gcshrinkstackoff=1",
+    // GODEBUG=efence=1: every stack its own page from the OS, faulted
+    // when freed (and Go 1.19's ReadMemStats throw after that).
+    "linux/amd64/1.23:efence=1",
+    "linux/arm64/1.19:efence=1",
+    // runtime/stack.go's stackFromSystem without stackFaultOnFree: freed
+    // stacks are unmapped (sysFree) and their range reused.
+    "linux/386/1.23:stackFromSystem=1",
 ];
 
 /// Bytes of arena each side gets: small, so that growth, large stacks and
@@ -56,17 +64,33 @@ pub struct Case {
     pub ops: Vec<Op>,
 }
 
+/// The settings a profile may carry after its colon: Go's GODEBUG
+/// switches for the stack system, then the debug constants at the top of
+/// runtime/stack.go (spelled as Go spells them).
+pub const SETTINGS: &[&str] = &[
+    "adaptivestackstart",
+    "invalidptr",
+    "gcshrinkstackoff",
+    "efence",
+    "stackFromSystem",
+    "stackFaultOnFree",
+    "stackNoCache",
+    "stackPoisonCopy",
+];
+
 /// The configuration both sides of a case get. `profile` is
-/// `goos/goarch/release`, optionally followed by `:` and GODEBUG settings
-/// as Go writes them (`adaptivestackstart`, `invalidptr`,
-/// `gcshrinkstackoff`, each `=0` or `=1`, comma-separated), e.g.
-/// `linux/amd64/1.23:gcshrinkstackoff=1,invalidptr=0`.
+/// `goos/goarch/release`, optionally followed by `:` and settings, each
+/// `=0` or `=1`, comma-separated: GODEBUG switches as Go writes them
+/// (`adaptivestackstart`, `invalidptr`, `gcshrinkstackoff`, `efence`) and
+/// runtime/stack.go's debug constants (`stackFromSystem`,
+/// `stackFaultOnFree`, `stackNoCache`, `stackPoisonCopy`); see
+/// [`SETTINGS`]. E.g. `linux/amd64/1.23:gcshrinkstackoff=1,invalidptr=0`.
 pub fn config(profile: &str) -> Result<Config, String> {
     let (port, godebug) = profile.split_once(':').unwrap_or((profile, ""));
     let parts: Vec<&str> = port.split('/').collect();
     let [goos, goarch, release] = parts[..] else {
         return Err(format!(
-            "profile {profile:?}: expected goos/goarch/release[:godebug], e.g. linux/amd64/1.23 or linux/amd64/1.23:gcshrinkstackoff=1"
+            "profile {profile:?}: expected goos/goarch/release[:settings], e.g. linux/amd64/1.23 or linux/amd64/1.23:gcshrinkstackoff=1"
         ));
     };
     let p = Profile::parse(goos, goarch, false, release).map_err(|t| t.to_string())?;
@@ -75,7 +99,7 @@ pub fn config(profile: &str) -> Result<Config, String> {
     for setting in godebug.split(',').filter(|s| !s.is_empty()) {
         let bad = || {
             format!(
-                "profile {profile:?}: GODEBUG setting {setting:?}; accepted: adaptivestackstart, invalidptr, gcshrinkstackoff, each =0 or =1"
+                "profile {profile:?}: setting {setting:?}; accepted: adaptivestackstart, invalidptr, gcshrinkstackoff, efence (GODEBUG) and stackFromSystem, stackFaultOnFree, stackNoCache, stackPoisonCopy (runtime/stack.go), each =0 or =1"
             )
         };
         let (name, value) = setting.split_once('=').ok_or_else(bad)?;
@@ -88,6 +112,11 @@ pub fn config(profile: &str) -> Result<Config, String> {
             "adaptivestackstart" => c.godebug.adaptive_stack_start = on,
             "invalidptr" => c.godebug.invalid_ptr = on,
             "gcshrinkstackoff" => c.godebug.gc_shrink_stack_off = on,
+            "efence" => c.godebug.efence = on,
+            "stackFromSystem" => c.stack_from_system = on,
+            "stackFaultOnFree" => c.stack_fault_on_free = on,
+            "stackNoCache" => c.no_cache = on,
+            "stackPoisonCopy" => c.poison_copy = on,
             _ => return Err(bad()),
         }
     }

@@ -20,6 +20,12 @@ pub enum GoThrow {
     /// `stackpoolalloc` and `stackalloc` (runtime/stack.go): the heap could
     /// not supply a span.
     OutOfMemory,
+    /// `stackalloc` (runtime/stack.go), `stackFromSystem` or efence path:
+    /// `sysAlloc` could not map the stack.
+    OutOfMemoryStackalloc,
+    /// `readmemstats_m` (runtime/mstats.go, Go 1.19 only): `mappedReady`
+    /// disagrees with the mapped total, which a `sysFault`ed stack causes.
+    MappedReadyNotEqual,
     /// `stackpoolfree` (runtime/stack.go): the address is in a span that is
     /// not a stack span.
     FreeingStackNotInStackSpan,
@@ -76,6 +82,8 @@ impl GoThrow {
         GoThrow::StackSizeNotPowerOf2,
         GoThrow::StackNotPowerOf2,
         GoThrow::OutOfMemory,
+        GoThrow::OutOfMemoryStackalloc,
+        GoThrow::MappedReadyNotEqual,
         GoThrow::FreeingStackNotInStackSpan,
         GoThrow::BadSpanState,
         GoThrow::MSpanListInsert,
@@ -103,6 +111,8 @@ impl GoThrow {
             GoThrow::StackSizeNotPowerOf2 => "stack size not a power of 2",
             GoThrow::StackNotPowerOf2 => "stack not a power of 2",
             GoThrow::OutOfMemory => "out of memory",
+            GoThrow::OutOfMemoryStackalloc => "out of memory (stackalloc)",
+            GoThrow::MappedReadyNotEqual => "mappedReady and other memstats are not equal",
             GoThrow::FreeingStackNotInStackSpan => "freeing stack not in a stack span",
             GoThrow::BadSpanState => "bad span state",
             GoThrow::MSpanListInsert => "mSpanList.insert",

@@ -45,6 +45,7 @@ pub const INVARIANTS: &[(&str, &str)] = &[
     ("cache", "a P cache's size equals its list's bytes, never exceeds StackCacheSize, and lists only slots of its order's spans"),
     ("ownership", "every stack slot is in exactly one place: its span's free list, one P cache, or in use; allocCount counts the cached and in-use ones"),
     ("stack-inuse", "StackInuse equals the bytes of all stack spans"),
+    ("sys-stacks", "stacks from the OS lie in their region, page-rounded, apart from its free ranges (which are maximal); stacks_sys counts them and the faulted bytes, and the region is all accounted for"),
     ("markers", "pointers a GC marker holds exist only while marking, and lie in stack spans"),
     ("gc-pending", "freeStackSpans is pending only with GC off"),
     ("g-stack", "a live goroutine's stack is a stack in use, its own, with lo <= sp <= hi and stackguard0 at lo + StackGuard or a special value"),
@@ -81,7 +82,70 @@ pub fn check_invariants(s: &State) -> Result<(), Violation> {
     check_large(s)?;
     check_caches_and_ownership(s)?;
     check_gc(s)?;
+    check_sys_stacks(s)?;
     check_goroutines(s)
+}
+
+/// The stacks from the OS ([`crate::stack::SysStacks`]): live ones are
+/// the `in_use` entries in the region above the arena.
+fn check_sys_stacks(s: &State) -> Result<(), Violation> {
+    let region = s.config.arena_base + s.config.arena_bytes;
+    let end = region + s.config.arena_bytes;
+    let page = crate::stack::PHYS_PAGE_SIZE;
+    let live: Vec<(u64, u64)> = s.in_use.range(region..).map(|(&lo, &n)| (lo, n)).collect();
+    if !s.from_system() {
+        if !live.is_empty() || !s.sys.free.is_empty() || s.sys.stacks_sys + s.sys.faulted != 0 {
+            return fail(
+                "sys-stacks",
+                "stacks from the OS without stackFromSystem or efence".into(),
+            );
+        }
+        return Ok(());
+    }
+    let mut ranges: Vec<(u64, u64, bool)> = live.iter().map(|&(lo, n)| (lo, n, false)).collect();
+    ranges.extend(s.sys.free.iter().map(|(&lo, &n)| (lo, n, true)));
+    ranges.sort_unstable();
+    let mut prev: Option<(u64, bool)> = None;
+    for &(lo, n, free) in &ranges {
+        if lo % page != 0 || n == 0 || n % page != 0 || lo + n > end {
+            return fail(
+                "sys-stacks",
+                format!("range {lo:#x}+{n} is not whole pages of the region"),
+            );
+        }
+        if let Some((prev_end, prev_free)) = prev {
+            if lo < prev_end {
+                return fail(
+                    "sys-stacks",
+                    format!("range {lo:#x}+{n} overlaps the one before"),
+                );
+            }
+            if free && prev_free && lo == prev_end {
+                return fail(
+                    "sys-stacks",
+                    format!("free range {lo:#x} is not merged with the one before"),
+                );
+            }
+        }
+        prev = Some((lo + n, free));
+    }
+    let live_bytes: u64 = live.iter().map(|&(_, n)| n).sum();
+    let free_bytes: u64 = s.sys.free.values().sum();
+    let faulting = s.config.godebug.efence || s.config.stack_fault_on_free;
+    let accounted = live_bytes + free_bytes + s.sys.faulted;
+    if s.sys.stacks_sys != live_bytes + s.sys.faulted
+        || accounted != s.config.arena_bytes
+        || (!faulting && s.sys.faulted != 0)
+    {
+        return fail(
+            "sys-stacks",
+            format!(
+                "stacks_sys {} but {live_bytes} live and {} faulted bytes; {free_bytes} free of {}",
+                s.sys.stacks_sys, s.sys.faulted, s.config.arena_bytes
+            ),
+        );
+    }
+    Ok(())
 }
 
 /// Walks the frames from the outermost in: each frame that has a frame
@@ -546,7 +610,8 @@ fn check_caches_and_ownership(s: &State) -> Result<(), Violation> {
             }
         }
     }
-    for (&lo, &n) in &s.in_use {
+    let sys_region = s.config.arena_base + s.config.arena_bytes;
+    for (&lo, &n) in s.in_use.range(..sys_region) {
         claim(lo, 'u', n)?;
     }
     for list in s.stack_large.values() {

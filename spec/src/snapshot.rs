@@ -42,8 +42,9 @@ pub struct CacheSnap {
 pub struct Stats {
     /// `StackInuse`: bytes in stack spans.
     pub stack_inuse: u64,
-    /// `StackSys`: StackInuse plus stacks taken straight from the OS, which
-    /// the spec does not model (so equal to StackInuse).
+    /// `StackSys`: StackInuse plus the stacks taken straight from the OS
+    /// (`stacks_sys`: `stackFromSystem`, efence; see
+    /// [`crate::stack::SysStacks`]).
     pub stack_sys: u64,
     /// Pool spans (4-page spans cut into stacks).
     pub pool_spans: u64,
@@ -76,6 +77,11 @@ pub struct Snapshot {
     pub caches: Vec<CacheSnap>,
     /// Stacks in use: (offset, size).
     pub in_use: Vec<(u64, u64)>,
+    /// Free ranges of the region stacks from the OS come from: (offset,
+    /// bytes), in address order; empty unless stacks come from the OS.
+    pub sys_free: Vec<(u64, u64)>,
+    /// Bytes of stacks from the OS made inaccessible by `sysFault`.
+    pub sys_faulted: u64,
     /// The statistics.
     pub stats: Stats,
     /// Every goroutine (see [`crate::goroutine::GSnap`]).
@@ -94,7 +100,7 @@ impl State {
         let pool = |s: &&crate::heap::Span| s.elemsize < self.consts.stack_cache_size;
         Stats {
             stack_inuse: self.heap.stack_inuse,
-            stack_sys: self.heap.stack_inuse,
+            stack_sys: self.heap.stack_inuse + self.sys.stacks_sys,
             pool_spans: manual().filter(pool).count() as u64,
             large_spans: manual().filter(|s| !pool(s)).count() as u64,
             large_spans_free: self.stack_large.values().map(|l| l.len() as u64).sum(),
@@ -150,6 +156,13 @@ impl State {
                 })
                 .collect(),
             in_use: self.in_use.iter().map(|(&lo, &n)| (lo - base, n)).collect(),
+            sys_free: self
+                .sys
+                .free
+                .iter()
+                .map(|(&lo, &n)| (lo - base, n))
+                .collect(),
+            sys_faulted: self.sys.faulted,
             stats: self.stats(),
             goroutines: self.g_snapshot(),
         }

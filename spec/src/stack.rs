@@ -62,6 +62,13 @@ pub struct Config {
     /// `stackPoisonCopy`: a new stack is filled with 0xfd before a copy,
     /// the old one with 0xfc after it.
     pub poison_copy: bool,
+    /// `stackFromSystem`: every stack is its own OS mapping (see
+    /// [`SysStacks`]); freed with `sysFree` unless faults are asked for.
+    pub stack_from_system: bool,
+    /// `stackFaultOnFree`: with `stackFromSystem`, a freed stack is made
+    /// inaccessible (`sysFault`) and its range never reused. Go ignores
+    /// it otherwise.
+    pub stack_fault_on_free: bool,
     /// The GODEBUG switches that change the stack system.
     pub godebug: Godebug,
 }
@@ -83,6 +90,13 @@ pub struct Godebug {
     /// after its safety checks: stacks never shrink (a scan of an unsafe
     /// goroutine still sets `preemptShrink`).
     pub gc_shrink_stack_off: bool,
+    /// `efence` (default 0). With 1, `stackalloc` and `stackfree` take
+    /// the `stackFromSystem` path with `stackFaultOnFree`: every stack is
+    /// its own page-rounded OS mapping, made inaccessible when freed and
+    /// never reused (see [`SysStacks`]). Go reads it once, in `schedinit`
+    /// after m0's signal stack exists; the spec has no m0, so it applies
+    /// to every stack.
+    pub efence: bool,
 }
 
 impl Default for Godebug {
@@ -91,6 +105,7 @@ impl Default for Godebug {
             adaptive_stack_start: true,
             invalid_ptr: true,
             gc_shrink_stack_off: false,
+            efence: false,
         }
     }
 }
@@ -107,6 +122,8 @@ impl Config {
             arena_bytes: if wide { 1 << 30 } else { 256 << 20 },
             no_cache: false,
             poison_copy: false,
+            stack_from_system: false,
+            stack_fault_on_free: false,
             godebug: Godebug::default(),
         }
     }
@@ -221,6 +238,46 @@ pub struct State {
     pub next_marker: u32,
     /// Goroutines, their memory, channels and sudogs.
     pub gor: crate::goroutine::Goroutines,
+    /// Stacks from the OS (`stackFromSystem`, `GODEBUG=efence=1`).
+    pub sys: SysStacks,
+}
+
+/// Go's `physPageSize` as the spec models it: 4 KiB on every profile (the
+/// page of the linux/amd64, linux/386 and most linux/arm64 hosts; Go reads
+/// the real one from the OS at startup).
+pub const PHYS_PAGE_SIZE: u64 = 4096;
+
+/// The stacks `stackalloc` takes straight from the OS with `sysAlloc`
+/// when `stackFromSystem` or `GODEBUG=efence=1` is on (runtime/stack.go,
+/// both releases: the first branch of `stackalloc` and of `stackfree`,
+/// before the pools, the caches and the GC phase are looked at).
+///
+/// - The size is rounded up to the physical page: a 2 KiB request gets a
+///   4 KiB stack, so a goroutine's first stack is twice its starting size
+///   and `gfput` never keeps it (its size is not `startingStackSize`).
+/// - The bytes count in `StackSys` (`memstats.stacks_sys`) and never in
+///   `StackInuse`.
+/// - `stackfree` either unmaps the stack (`sysFree`, lowering StackSys) or,
+///   with efence or `stackFaultOnFree`, makes it inaccessible (`sysFault`:
+///   its range stays reserved, StackSys stays as it was, and the address is
+///   never handed out again).
+///
+/// Where the OS puts a mapping is the OS's business; the spec fixes it so
+/// that runs are reproducible: the system's address space is a region of
+/// `arena_bytes` right above the arena, `[arena_base + arena_bytes,
+/// arena_base + 2 * arena_bytes)`, and each mapping takes the lowest free
+/// range that fits (`sysFree`d ranges become free again and merge with
+/// their neighbours; faulted ranges never do). A region with no room is
+/// Go's "out of memory (stackalloc)" (`sysAlloc` returned nil).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SysStacks {
+    /// Free ranges of the region: first address to length, maximal.
+    pub free: BTreeMap<u64, u64>,
+    /// `memstats.stacks_sys`: bytes mapped for stacks and not `sysFree`d.
+    pub stacks_sys: u64,
+    /// Bytes `sysFault`ed: reserved and inaccessible for good. Go lowers
+    /// `mappedReady` by them but not `stacks_sys`.
+    pub faulted: u64,
 }
 
 /// `stacklog2` (runtime/stack.go): floor of log2 of n, 0 for 0 and 1.
@@ -269,9 +326,29 @@ impl State {
                 Misuse::BadArena("the arena does not fit in the address space".into()).into(),
             );
         }
+        let from_system = config.stack_from_system || config.godebug.efence;
+        let region = config.arena_base + config.arena_bytes;
+        if from_system
+            && region
+                .checked_add(config.arena_bytes)
+                .is_none_or(|end| end - 1 > ptr_max)
+        {
+            return Err(Misuse::BadArena(
+                "the region for stacks from the system (as large as the arena, right above it) does not fit in the address space".into(),
+            )
+            .into());
+        }
         let consts = config.profile.consts();
         let orders = consts.num_stack_orders as usize;
         Ok(State {
+            sys: SysStacks {
+                free: if from_system {
+                    BTreeMap::from([(region, config.arena_bytes)])
+                } else {
+                    BTreeMap::new()
+                },
+                ..SysStacks::default()
+            },
             heap: PageHeap::new(config.arena_base, config.arena_bytes / PAGE_SIZE),
             stackpool: vec![Vec::new(); orders],
             stack_large: BTreeMap::new(),
@@ -504,6 +581,9 @@ impl State {
         if let Some(p) = ctx.p {
             self.cache_mut(p)?;
         }
+        if self.from_system() {
+            return self.sys_alloc(n);
+        }
         let v = match self.order_of(n) {
             Some(order) => match ctx.p {
                 Some(p) if !self.config.no_cache && !ctx.preemptoff => {
@@ -582,6 +662,9 @@ impl State {
         if let Some(p) = ctx.p {
             self.cache_mut(p)?;
         }
+        if self.from_system() {
+            return self.sys_free(stk);
+        }
         let order = self.order_of(n);
         let direct = ctx.p.is_none() || ctx.preemptoff || self.config.no_cache;
         if self.in_use.get(&stk.lo) != Some(&n) {
@@ -619,6 +702,77 @@ impl State {
                 }
             }
         }
+        Ok(())
+    }
+
+    /// Stacks come from the OS: `stackFromSystem` or `GODEBUG=efence=1`.
+    pub fn from_system(&self) -> bool {
+        self.config.stack_from_system || self.config.godebug.efence
+    }
+
+    /// The `stackFromSystem` branch of `stackalloc`: `n` rounded up to the
+    /// physical page, mapped at the lowest free range of the region.
+    fn sys_alloc(&mut self, n: u64) -> Result<Stack, Throw> {
+        let len = n.div_ceil(PHYS_PAGE_SIZE) * PHYS_PAGE_SIZE;
+        let (lo, run) = self
+            .sys
+            .free
+            .iter()
+            .map(|(&lo, &run)| (lo, run))
+            .find(|&(_, run)| run >= len)
+            .ok_or(Throw::Go(GoThrow::OutOfMemoryStackalloc))?;
+        self.sys.free.remove(&lo);
+        if run > len {
+            self.sys.free.insert(lo + len, run - len);
+        }
+        crate::coverage::hit("stackalloc: from the system (stackFromSystem, efence)");
+        self.sys.stacks_sys += len;
+        self.in_use.insert(lo, len);
+        Ok(Stack { lo, hi: lo + len })
+    }
+
+    /// The `stackFromSystem` branch of `stackfree`: `sysFault` with efence
+    /// or `stackFaultOnFree`, `sysFree` otherwise. Go takes any bounds
+    /// here (it would unmap or protect whatever it is given); the spec
+    /// refuses bounds that are not a stack in use with
+    /// [`Misuse::NotAStack`].
+    fn sys_free(&mut self, stk: Stack) -> Result<(), Throw> {
+        let n = stk.hi - stk.lo;
+        if self.in_use.get(&stk.lo) != Some(&n) {
+            return Err(Misuse::NotAStack {
+                lo: stk.lo,
+                hi: stk.hi,
+            }
+            .into());
+        }
+        self.in_use.remove(&stk.lo);
+        let words: Vec<u64> = self
+            .gor
+            .mem
+            .range(stk.lo..stk.hi)
+            .map(|(&a, _)| a)
+            .collect();
+        for a in words {
+            self.gor.mem.remove(&a);
+        }
+        if self.config.godebug.efence || self.config.stack_fault_on_free {
+            crate::coverage::hit("stackfree: sysFault (efence, stackFaultOnFree)");
+            self.sys.faulted += n;
+            return Ok(());
+        }
+        crate::coverage::hit("stackfree: sysFree (stackFromSystem)");
+        self.sys.stacks_sys -= n;
+        let (mut lo, mut len) = (stk.lo, n);
+        if let Some((&plo, &plen)) = self.sys.free.range(..lo).next_back() {
+            if plo + plen == lo {
+                self.sys.free.remove(&plo);
+                (lo, len) = (plo, plen + len);
+            }
+        }
+        if let Some(next) = self.sys.free.remove(&(lo + len)) {
+            len += next;
+        }
+        self.sys.free.insert(lo, len);
         Ok(())
     }
 
@@ -826,9 +980,19 @@ impl State {
     /// returns the figures. Unlike [`State::flush_cache`] it leaves each
     /// P's sweep flush due (`flushGen` is untouched). Refused in
     /// `_GCmarktermination` (its `stopTheWorld` waits for the GC's).
+    ///
+    /// Go 1.19's `readmemstats_m` then checks that `mappedReady` equals
+    /// the mapped total less what was released; `sysFault` lowers the
+    /// first but not `stacks_sys`, so once an efence (or
+    /// `stackFaultOnFree`) stack was freed it throws "mappedReady and other
+    /// memstats are not equal". Go 1.23 makes that check only in its
+    /// debug mode (`doubleCheckReadMemStats`).
     pub fn read_mem_stats(&mut self) -> Result<crate::Stats, Throw> {
         self.require_world_running()?;
         self.transact(|s| {
+            if s.config.profile.release == crate::profile::Release::Go1_19 && s.sys.faulted > 0 {
+                return Err(GoThrow::MappedReadyNotEqual.into());
+            }
             for p in s.ps.keys().copied().collect::<Vec<_>>() {
                 s.stackcache_clear(p)?;
             }

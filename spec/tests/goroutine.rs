@@ -1821,3 +1821,61 @@ fn go_1_19_adjustdefers_also_adjusts_panic_and_varp() {
         assert_eq!(s.gor.gs[&g].defer_head, 0);
     }
 }
+
+/// Goroutines under `GODEBUG=efence=1` (runtime/stack.go stackalloc and
+/// stackfree; proc.go gfput, gfget; stack.go newstack, shrinkstack):
+/// malg's 2K request gets a 4K page, so the goroutine starts with twice
+/// fixedStack; growth doubles that (4K to 8K) and `sysFault`s the old
+/// stack; a shrink of a 4K stack asks for 2K (not below fixedStack) and so
+/// copies into a fresh 4K page; `gfput` frees every such stack at exit,
+/// since its size is not startingStackSize. StackInuse never moves;
+/// StackSys counts every page ever mapped.
+#[test]
+fn efence_goroutines() {
+    let mut c = Config::new(Profile::parse("linux", "amd64", false, "1.23").unwrap());
+    c.arena_bytes = 4 << 20;
+    c.godebug.efence = true;
+    let mut s = State::new(c).unwrap();
+    let p = s.create_p().unwrap();
+    let mut t = T { s, p };
+    let bottom = t.func(ptr_func(&t, "bottom", 2));
+    let g = t.spawn(bottom);
+    assert_eq!(t.size(g), 4 * K, "2K rounded up to the page");
+    let first = t.s.gor.gs[&g].stack;
+    // A frame that fits in 4K but not in 2K: no growth.
+    let f = t.func(Func::new("f", 1400));
+    t.call(g, 0, f);
+    assert_eq!(t.s.gor.gs[&g].stack, first);
+    let f3k = t.func(Func::new("f3k", 3 * K));
+    t.call(g, 0, f3k);
+    assert_eq!(t.size(g), 8 * K, "4K doubled");
+    assert_eq!(t.s.sys.faulted, 4 * K, "the old stack is faulted");
+    t.ret(g);
+    t.ret(g);
+    t.scan(g);
+    assert_eq!(t.size(g), 4 * K, "8K halved");
+    t.gc_end();
+    let before = t.s.gor.gs[&g].stack;
+    t.scan(g);
+    let after = t.s.gor.gs[&g].stack;
+    assert_eq!(
+        after.hi - after.lo,
+        4 * K,
+        "a 2K request is a 4K page again"
+    );
+    assert!(after.lo > before.lo, "moved to a new page");
+    t.gc_end();
+    let st = t.s.stats();
+    assert_eq!(st.stack_inuse, 0);
+    assert_eq!(st.stack_sys, (4 + 8 + 4 + 4) * K);
+    let ctx = t.ctx();
+    t.s.exit(ctx, g).unwrap();
+    t.ok();
+    assert_eq!(t.s.gor.gs[&g].stack.lo, 0, "gfput freed the 4K stack");
+    assert_eq!(t.s.sys.faulted, (4 + 8 + 4 + 4) * K);
+    // The reused goroutine gets a new page from gfget.
+    let g2 = t.spawn(bottom);
+    assert_eq!(g2, g);
+    assert_eq!(t.size(g2), 4 * K);
+    assert_eq!(t.s.stats().stack_sys, 24 * K);
+}

@@ -914,3 +914,176 @@ fn read_mem_stats_flushes_every_cache_first() {
         s.gc_start()
     });
 }
+
+/// A state whose stacks come from the OS: `GODEBUG=efence=1` or the
+/// `stackFromSystem` / `stackFaultOnFree` constants.
+fn from_system(release: &str, efence: bool, from_system: bool, fault: bool) -> State {
+    let mut config = Config::new(Profile::parse("linux", "amd64", false, release).unwrap());
+    config.arena_bytes = 4 << 20;
+    config.godebug.efence = efence;
+    config.stack_from_system = from_system;
+    config.stack_fault_on_free = fault;
+    State::new(config).unwrap()
+}
+
+/// stackalloc's first branch (runtime/stack.go, Go 1.19 and 1.23): with
+/// efence every stack is `sysAlloc`ed, its size rounded up to the
+/// physical page; no pool, cache or span is involved; the bytes count in
+/// StackSys (`stacks_sys`), not StackInuse. stackfree then `sysFault`s it:
+/// StackSys does not go down and the range is never handed out again.
+#[test]
+fn efence_stacks_come_from_the_os_and_are_never_reused() {
+    let mut s = from_system("1.23", true, false, false);
+    let p = s.create_p().unwrap();
+    let region = base(&s) + (4 << 20);
+    let a = alloc(&mut s, Ctx::on(p), 2 * K);
+    assert_eq!(
+        a,
+        Stack {
+            lo: region,
+            hi: region + 4 * K
+        },
+        "2K rounds up to a 4K page"
+    );
+    let b = alloc(&mut s, Ctx::no_p(), 16 * K);
+    assert_eq!(b.lo, region + 4 * K);
+    let big = alloc(&mut s, Ctx::on(p), 64 * K);
+    assert_eq!(big.hi - big.lo, 64 * K);
+    let st = s.stats();
+    assert_eq!((st.stack_inuse, st.stack_sys), (0, 84 * K));
+    assert_eq!(st.cached_bytes[&p], 0, "the P cache is not refilled");
+    assert!(
+        s.heap.spans.is_empty() && st.mapped_bytes == 0,
+        "the heap is untouched"
+    );
+    // Freed during a GC too: sysFault at once, no stackLarge.
+    s.gc_start().unwrap();
+    free(&mut s, Ctx::on(p), a);
+    free(&mut s, Ctx::on(p), big);
+    assert!(s.stack_large.is_empty());
+    assert_eq!(s.stats().stack_sys, 84 * K, "sysFault keeps stacks_sys");
+    assert_eq!(s.sys.faulted, 68 * K);
+    // Never reused: the next stack is past every range handed out.
+    let c = alloc(&mut s, Ctx::on(p), 2 * K);
+    assert_eq!(c.lo, region + 84 * K);
+    // A second free of a faulted stack, or bounds that are not a stack
+    // from the OS, are refused (Go would fault or unmap whatever it got).
+    refused(
+        &mut s,
+        Misuse::NotAStack { lo: a.lo, hi: a.hi }.into(),
+        |s| s.stackfree(Ctx::on(p), a),
+    );
+    refused(
+        &mut s,
+        Misuse::NotAStack {
+            lo: c.lo,
+            hi: c.lo + 2 * K,
+        }
+        .into(),
+        |s| {
+            s.stackfree(
+                Ctx::on(p),
+                Stack {
+                    lo: c.lo,
+                    hi: c.lo + 2 * K,
+                },
+            )
+        },
+    );
+    refused(&mut s, GoThrow::StackNotPowerOf2.into(), |s| {
+        s.stackfree(
+            Ctx::on(p),
+            Stack {
+                lo: c.lo,
+                hi: c.lo + 3 * K,
+            },
+        )
+    });
+}
+
+/// Without a fault, `stackFromSystem`'s stackfree is `sysFree`: StackSys
+/// goes down and the range is free for the next mapping (the spec's OS
+/// hands out the lowest free range that fits and merges freed ones).
+/// `stackFaultOnFree` alone changes nothing: Go reads it only inside the
+/// `stackFromSystem` branch.
+#[test]
+fn stack_from_system_frees_with_sysfree() {
+    let mut s = from_system("1.23", false, true, false);
+    let a = alloc(&mut s, Ctx::no_p(), 8 * K);
+    let b = alloc(&mut s, Ctx::no_p(), 8 * K);
+    let c = alloc(&mut s, Ctx::no_p(), 8 * K);
+    free(&mut s, Ctx::no_p(), a);
+    free(&mut s, Ctx::no_p(), b);
+    assert_eq!(s.stats().stack_sys, 8 * K);
+    assert_eq!(s.sys.free.get(&a.lo), Some(&(16 * K)), "merged");
+    let d = alloc(&mut s, Ctx::no_p(), 16 * K);
+    assert_eq!(d.lo, a.lo, "the lowest range that fits");
+    free(&mut s, Ctx::no_p(), c);
+    free(&mut s, Ctx::no_p(), d);
+    assert_eq!(s.sys.free.len(), 1);
+    assert_eq!(s.stats().stack_sys, 0);
+
+    let mut s = from_system("1.23", false, false, true);
+    let a = alloc(&mut s, Ctx::no_p(), 2 * K);
+    assert_eq!(a.hi - a.lo, 2 * K, "the arena's pools, not the OS");
+    assert_eq!(s.stats().stack_inuse, 32 * K);
+
+    let mut s = from_system("1.23", false, true, true);
+    let a = alloc(&mut s, Ctx::no_p(), 8 * K);
+    free(&mut s, Ctx::no_p(), a);
+    assert_eq!((s.stats().stack_sys, s.sys.faulted), (8 * K, 8 * K));
+}
+
+/// `sysAlloc` failing is "out of memory (stackalloc)" (stackalloc,
+/// runtime/stack.go); here the region the OS maps stacks from is full.
+#[test]
+fn efence_out_of_memory() {
+    let mut s = from_system("1.23", true, false, false);
+    let big = alloc(&mut s, Ctx::no_p(), 2 << 20);
+    let _ = alloc(&mut s, Ctx::no_p(), 1 << 20);
+    refused(&mut s, GoThrow::OutOfMemoryStackalloc.into(), |s| {
+        s.stackalloc(Ctx::no_p(), 2 << 20)
+    });
+    // Faulted ranges are never given back.
+    free(&mut s, Ctx::no_p(), big);
+    refused(&mut s, GoThrow::OutOfMemoryStackalloc.into(), |s| {
+        s.stackalloc(Ctx::no_p(), 2 << 20)
+    });
+    let _ = alloc(&mut s, Ctx::no_p(), 1 << 20);
+}
+
+/// Go 1.19's readmemstats_m (runtime/mstats.go) checks mappedReady
+/// against the mapped total; `sysFault` lowers only the first, so after
+/// an efence stack is freed ReadMemStats throws. Go 1.23 makes that check
+/// only under `doubleCheckReadMemStats` (off outside the runtime's tests).
+#[test]
+fn go119_read_mem_stats_throws_after_an_efence_free() {
+    for (release, throws) in [("1.19", true), ("1.23", false)] {
+        let mut s = from_system(release, true, false, false);
+        let a = alloc(&mut s, Ctx::no_p(), 2 * K);
+        assert_eq!(s.read_mem_stats().unwrap().stack_sys, 4 * K);
+        free(&mut s, Ctx::no_p(), a);
+        if throws {
+            refused(&mut s, GoThrow::MappedReadyNotEqual.into(), |s| {
+                s.read_mem_stats()
+            });
+        } else {
+            assert_eq!(s.read_mem_stats().unwrap().stack_sys, 4 * K);
+        }
+    }
+}
+
+/// The region for stacks from the OS (as large as the arena, right above
+/// it) must fit in the address space.
+#[test]
+fn efence_region_must_fit() {
+    let mut config = Config::new(Profile::parse("linux", "386", false, "1.19").unwrap());
+    config.arena_base = 0xd000_0000;
+    config.arena_bytes = 512 << 20;
+    assert!(State::new(config.clone()).is_ok());
+    config.godebug.efence = true;
+    assert!(matches!(
+        State::new(config),
+        Err(Throw::Misuse(Misuse::BadArena(_)))
+    ));
+}
