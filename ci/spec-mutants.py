@@ -125,6 +125,15 @@ MUTANTS = [
     ("ReadMemStats reads StackInuse without flushing the P caches", "spec/src/stack.rs",
      "            for p in s.ps.keys().copied().collect::<Vec<_>>() {\n                s.stackcache_clear(p)?;\n            }\n            Ok(s.stats())",
      "            Ok(s.stats())"),
+    ("efence: stackalloc does not round up to the physical page (issue 14)", "spec/src/stack.rs",
+     "let len = n.div_ceil(PHYS_PAGE_SIZE) * PHYS_PAGE_SIZE;", "let len = n;"),
+    ("efence: stackfree sysFrees instead of sysFaulting, reusing the range (issue 14)", "spec/src/stack.rs",
+     "if self.config.godebug.efence || self.config.stack_fault_on_free {",
+     "if self.config.stack_fault_on_free {"),
+    ("efence: stacks from the OS counted in StackInuse's place, not StackSys (issue 14)", "spec/src/snapshot.rs",
+     "stack_sys: self.heap.stack_inuse + self.sys.stacks_sys,", "stack_sys: self.heap.stack_inuse,"),
+    ("Go 1.19 ReadMemStats does not throw after a sysFault (issue 14)", "spec/src/stack.rs",
+     "&& s.sys.faulted > 0 {", "&& s.sys.faulted > 0 && false {"),
 ]
 
 TESTS = ["stackalloc", "gc_marker", "stackalloc_props", "goroutine", "goroutine_props"]
