@@ -735,7 +735,9 @@ impl Runtime {
                 true,
             ),
         };
-        let hi = known_lo.wrapping_add(size);
+        // An allocated stack may be larger than asked (stacks from the
+        // system are page-rounded).
+        let hi = known_lo.wrapping_add(if alloc { self.stack_len(size) } else { size });
         let stktopsp = hi.wrapping_sub(top);
         let num = Num {
             lo: known_lo,
@@ -860,6 +862,16 @@ impl Runtime {
     /// its numbers: the sizes of the copies it would make, and the throw it
     /// would end with (stack overflow, a NOSPLIT overrun, ...). A copy's own
     /// checks (the frame walk, junk pointers, memory) are not planned here.
+    /// The bytes `stackalloc(n)` hands out: `n`, or `n` rounded up to the
+    /// page when stacks come from the system.
+    fn stack_len(&self, n: u64) -> u64 {
+        if self.stacks.from_system() {
+            crate::sysalloc::SystemStacks::round(n).unwrap_or(n)
+        } else {
+            n
+        }
+    }
+
     fn plan_enter(&self, func: usize, mut n: Num) -> (Vec<u64>, Result<(), Throw>) {
         let c = &self.consts;
         let f = &self.gor.funcs[func].f;
@@ -909,7 +921,7 @@ impl Runtime {
                             let avail = old / 2;
                             if !off && new >= c.fixed_stack && used + c.stack_nosplit < avail {
                                 copies.push(new);
-                                n.hi = n.lo + new;
+                                n.hi = n.lo + self.stack_len(new);
                                 n.sp = n.hi - used;
                             }
                         }
@@ -929,7 +941,7 @@ impl Runtime {
                         return Err(GoThrow::StackOverflow.into());
                     }
                     copies.push(newsize);
-                    n.hi = n.lo + newsize;
+                    n.hi = n.lo + self.stack_len(newsize);
                     n.sp = n.hi - used;
                     n.guard = n.lo + c.stack_guard;
                 }
