@@ -4,7 +4,9 @@
 
 use gostack_models::harness::Case;
 use gostack_models::op::{CSel, CaseSel, GSel, Op, SizeSel, Val, Who};
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 fn gostack(args: &[&str]) -> (i32, String, String) {
     let out = Command::new(env!("CARGO_BIN_EXE_gostack"))
@@ -16,6 +18,52 @@ fn gostack(args: &[&str]) -> (i32, String, String) {
         String::from_utf8(out.stdout).unwrap(),
         String::from_utf8(out.stderr).unwrap(),
     )
+}
+
+/// Runs gostack like [`gostack`], but kills it and fails the test when it
+/// has not ended after `secs` seconds.
+fn gostack_within(secs: u64, args: &[&str]) -> (i32, String, String) {
+    let mut child = Command::new(env!("CARGO_BIN_EXE_gostack"))
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("run gostack");
+    let read_all = |mut r: Box<dyn Read + Send>| {
+        std::thread::spawn(move || {
+            let mut s = String::new();
+            r.read_to_string(&mut s).unwrap();
+            s
+        })
+    };
+    let out = read_all(Box::new(child.stdout.take().unwrap()));
+    let err = read_all(Box::new(child.stderr.take().unwrap()));
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("gostack {args:?} still runs after {secs} s");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    (
+        status.code().unwrap_or(-1),
+        out.join().unwrap(),
+        err.join().unwrap(),
+    )
+}
+
+/// The counts of the summary line `N cases, M ops in ...`.
+fn cases_and_ops(out: &str) -> (u64, u64) {
+    let words: Vec<&str> = out.lines().next().unwrap_or("").split(' ').collect();
+    match words[..] {
+        [n, "cases,", m, "ops", ..] => (n.parse().unwrap(), m.parse().unwrap()),
+        _ => panic!("no summary line: {out}"),
+    }
 }
 
 fn scratch(name: &str) -> std::path::PathBuf {
@@ -59,6 +107,47 @@ fn a_short_run_agrees_and_prints_coverage() {
     assert!(out.contains("stackcacherefill"), "{out}");
     // Nothing diverged, so no reproducer was written.
     assert_eq!(std::fs::read_dir(&out_dir).unwrap().count(), 0);
+}
+
+/// `--max-ops 1` runs cases of exactly one op, by count and by time
+/// (it used to hang with --cases, and exit 101 silently with --seconds).
+#[test]
+fn cases_of_one_op() {
+    let out_dir = scratch("one-op");
+    let out_dir = out_dir.to_str().unwrap();
+    let (code, out, err) = gostack_within(
+        60,
+        &[
+            "conform",
+            "--max-ops",
+            "1",
+            "--cases",
+            "8",
+            "--seed",
+            "2",
+            "--threads",
+            "2",
+            "--out",
+            out_dir,
+        ],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert_eq!(cases_and_ops(&out), (8, 8), "{out}");
+    let (code, out, err) = gostack_within(
+        60,
+        &[
+            "conform",
+            "--max-ops",
+            "1",
+            "--seconds",
+            "1",
+            "--out",
+            out_dir,
+        ],
+    );
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    let (cases, ops) = cases_and_ops(&out);
+    assert!(cases > 0 && cases == ops, "{out}");
 }
 
 #[test]
@@ -148,7 +237,14 @@ fn bad_input_is_one_line_and_status_2() {
             "accepted: adaptivestackstart, invalidptr, gcshrinkstackoff, efence",
         ),
         (vec!["conform", "--seconds", "0"], "positive number"),
-        (vec!["conform", "--max-ops", "0"], "at least 1"),
+        (
+            vec!["conform", "--max-ops", "0"],
+            "--max-ops 0: accepted: 1 to 100000",
+        ),
+        (
+            vec!["conform", "--max-ops", "100001"],
+            "accepted: 1 to 100000",
+        ),
     ] {
         let (code, out, err) = gostack(&args);
         assert_eq!(code, 2, "{args:?}: {out}{err}");
