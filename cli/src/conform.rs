@@ -26,12 +26,25 @@ type Impl = Runtime;
 /// once, and far larger bounds exhaust memory.
 const MAX_OPS: usize = 100_000;
 
+/// The longest `--seconds`: about 31 years.
+const MAX_SECONDS: f64 = 1e9;
+
+/// A positive number of seconds up to [`MAX_SECONDS`], as a duration.
+fn parse_seconds(text: &str) -> Option<Duration> {
+    let s: f64 = text.trim().parse().ok()?;
+    if s > 0.0 && s <= MAX_SECONDS {
+        Duration::try_from_secs_f64(s).ok()
+    } else {
+        None
+    }
+}
+
 /// Arguments of `gostack conform`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ConformArgs {
     /// Run for this many seconds (default 10 when --cases is not given).
-    #[arg(long)]
-    seconds: Option<f64>,
+    #[arg(long, allow_hyphen_values = true)]
+    seconds: Option<String>,
     /// Run this many cases (and stop then, or at --seconds).
     #[arg(long)]
     cases: Option<u64>,
@@ -165,11 +178,15 @@ fn random(args: &ConformArgs) -> ExitCode {
             args.max_ops
         ));
     }
-    let seconds = match (args.seconds, args.cases) {
-        (Some(s), _) if !(s.is_finite() && s > 0.0) => {
-            return bad(format!("--seconds {s}: a positive number of seconds"))
-        }
-        (Some(s), _) => Some(Duration::from_secs_f64(s)),
+    let seconds = match (&args.seconds, args.cases) {
+        (Some(text), _) => match parse_seconds(text) {
+            Some(d) => Some(d),
+            None => {
+                return bad(format!(
+                "--seconds {text}: accepted: a positive number of seconds, at most {MAX_SECONDS:e}"
+            ))
+            }
+        },
         (None, Some(_)) => None,
         (None, None) => Some(Duration::from_secs(10)),
     };

@@ -236,7 +236,25 @@ fn bad_input_is_one_line_and_status_2() {
             vec!["conform", "--profile", "linux/amd64/1.23:efence=2"],
             "accepted: adaptivestackstart, invalidptr, gcshrinkstackoff, efence",
         ),
+        // Too long for a Duration: it used to panic.
+        (
+            vec!["conform", "--seconds", "1e30"],
+            "--seconds 1e30: accepted",
+        ),
         (vec!["conform", "--seconds", "0"], "positive number"),
+        (vec!["conform", "--seconds", "-3"], "--seconds -3: accepted"),
+        (
+            vec!["conform", "--seconds", "inf"],
+            "--seconds inf: accepted",
+        ),
+        (
+            vec!["conform", "--seconds", "NaN"],
+            "--seconds NaN: accepted",
+        ),
+        (
+            vec!["conform", "--seconds", "soon"],
+            "--seconds soon: accepted",
+        ),
         (
             vec!["conform", "--max-ops", "0"],
             "--max-ops 0: accepted: 1 to 100000",
