@@ -541,7 +541,7 @@ fn go_bench(plan: &Plan) -> Result<Option<GoFigures>, String> {
         args.join(" ")
             .replace("StackCopy|StackGrowth", "'StackCopy|StackGrowth'")
     );
-    eprintln!("gostack bench: running Go's benchmarks: {cmd}");
+    errln!("gostack bench: running Go's benchmarks: {cmd}");
     let out = std::process::Command::new(&go)
         .args(&args)
         .output()
@@ -635,16 +635,16 @@ fn f(v: &Value, k: &str) -> f64 {
 pub fn run(json_out: bool, quick: bool) -> Result<String, String> {
     let plan = Plan::new(quick);
     let mach = machine();
-    eprintln!("gostack bench: allocator");
+    errln!("gostack bench: allocator");
     let alloc = alloc(&plan)?;
-    eprintln!("gostack bench: churn");
+    errln!("gostack bench: churn");
     let churn = churn(&plan)?;
     let mut shapes = Vec::new();
     for k in Kind::ALL {
-        eprintln!("gostack bench: {}", k.go_name());
+        errln!("gostack bench: {}", k.go_name());
         shapes.push(shape_run(&plan, k)?);
     }
-    eprintln!("gostack bench: metadata");
+    errln!("gostack bench: metadata");
     let meta = metadata(&plan)?;
     let go = go_bench(&plan)?;
     let go_ns = |k: Kind| {

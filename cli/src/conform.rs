@@ -88,7 +88,7 @@ pub fn run(args: &ConformArgs) -> ExitCode {
 }
 
 fn bad(msg: String) -> ExitCode {
-    eprintln!("gostack: {msg}");
+    errln!("gostack: {msg}");
     ExitCode::from(2)
 }
 
@@ -200,7 +200,7 @@ fn random(args: &ConformArgs) -> ExitCode {
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
         .max(1);
-    eprintln!(
+    errln!(
         "gostack conform: seed {seed}, {threads} threads, profiles {}",
         if profiles.is_empty() {
             harness::PROFILES.join(" ")
@@ -301,54 +301,86 @@ fn random(args: &ConformArgs) -> ExitCode {
         }
     });
     progress(&done_cases, &done_ops, &found, start);
-    eprintln!();
+    errln!();
     if let Some(msg) = broken.into_inner().unwrap_or_else(|e| e.into_inner()) {
         std::panic::set_hook(quiet_hook);
         return bad(msg);
     }
     let elapsed = start.elapsed().as_secs_f64();
+    // Reproducers are written before anything is printed, so that a
+    // reader who stops reading early does not cost them.
+    let found = std::mem::take(&mut *found.lock().unwrap_or_else(|e| e.into_inner()));
+    let found: Vec<Found> = found
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let name = if i == 0 {
+                format!("divergence-{seed}.json")
+            } else {
+                format!("divergence-{seed}-{i}.json")
+            };
+            minimize_and_write(d, &args.out, &name)
+        })
+        .collect();
+    std::panic::set_hook(quiet_hook);
     let (cases, ops, calls) = (
         done_cases.load(Ordering::Relaxed),
         done_ops.load(Ordering::Relaxed),
         done_calls.load(Ordering::Relaxed),
     );
-    println!(
+    outln!(
         "{cases} cases, {ops} ops in {elapsed:.1} s: {:.1} cases/s, {:.0} ops/s ({:.0} ops/s per thread); {calls} API calls, {:.0} calls/s",
         cases as f64 / elapsed,
         ops as f64 / elapsed,
         ops as f64 / elapsed / threads as f64,
         calls as f64 / elapsed,
     );
-    print!(
+    out!(
         "{}",
         coverage.lock().unwrap_or_else(|e| e.into_inner()).table()
     );
-    let found = std::mem::take(&mut *found.lock().unwrap_or_else(|e| e.into_inner()));
-    let mut result = ExitCode::SUCCESS;
-    for (i, d) in found.iter().enumerate() {
-        let name = if i == 0 {
-            format!("divergence-{seed}.json")
-        } else {
-            format!("divergence-{seed}-{i}.json")
-        };
-        result = report(d, &args.out, &name);
+    for f in &found {
+        outln!("{}", f.text);
+        match &f.path {
+            Ok(p) => outln!(
+                "minimized reproducer ({} ops): {p}\nreplay: gostack conform --replay {p}",
+                f.ops
+            ),
+            Err(e) => errln!(
+                "gostack: --out {}: cannot write the reproducer: {e}",
+                args.out.display()
+            ),
+        }
     }
-    std::panic::set_hook(quiet_hook);
-    result
+    if found.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    }
 }
 
 fn progress(cases: &AtomicU64, ops: &AtomicU64, found: &Mutex<Vec<Divergence>>, start: Instant) {
     let (c, o) = (cases.load(Ordering::Relaxed), ops.load(Ordering::Relaxed));
     let div = found.lock().map(|f| f.len()).unwrap_or(0);
-    eprint!(
+    err!(
         "\rconform: {c} cases, {o} ops, {:.0} ops/s, {div} divergences   ",
         o as f64 / start.elapsed().as_secs_f64().max(1e-9)
     );
 }
 
-/// Minimizes a divergence, writes its reproducer, prints it; exit 1.
-fn report(d: &Divergence, out: &std::path::Path, name: &str) -> ExitCode {
-    eprintln!(
+/// A divergence, minimized, and where its reproducer went.
+struct Found {
+    /// The minimized divergence, as it prints.
+    text: String,
+    /// Ops of the minimized case.
+    ops: usize,
+    /// The reproducer's path, or why it could not be written.
+    path: Result<String, std::io::Error>,
+}
+
+/// Minimizes a divergence and writes its reproducer as `out/name`.
+fn minimize_and_write(d: &Divergence, out: &std::path::Path, name: &str) -> Found {
+    errln!(
         "gostack conform: divergence in a case of {} ops; minimizing",
         d.case.ops.len()
     );
@@ -365,18 +397,11 @@ fn report(d: &Divergence, out: &std::path::Path, name: &str) -> ExitCode {
                 .and_then(|j| std::fs::write(&path, j + "\n"))
         })
         .map(|_| path.display().to_string());
-    println!("{min}");
-    match written {
-        Ok(p) => println!(
-            "minimized reproducer ({} ops): {p}\nreplay: gostack conform --replay {p}",
-            case.ops.len()
-        ),
-        Err(e) => eprintln!(
-            "gostack: cannot write the reproducer to {}: {e}",
-            out.display()
-        ),
+    Found {
+        text: min.to_string(),
+        ops: case.ops.len(),
+        path: written,
     }
-    ExitCode::from(1)
 }
 
 fn replay(file: &std::path::Path) -> ExitCode {
@@ -393,25 +418,26 @@ fn replay(file: &std::path::Path) -> ExitCode {
             ))
         }
     };
-    println!("profile {}, {} ops", case.profile, case.ops.len());
+    outln!("profile {}, {} ops", case.profile, case.ops.len());
     let r = catch_unwind(AssertUnwindSafe(|| {
-        driver::replay::<Impl>(&case, |i, op, r| println!("step {i}: {op:?} -> {r:?}"))
+        driver::replay::<Impl>(&case, |i, op, r| outln!("step {i}: {op:?} -> {r:?}"))
     }));
     match r {
         Ok(Ok(ran)) => {
-            println!(
+            outln!(
                 "no divergence: {} ops, {} failed alike on both sides",
-                ran.ops, ran.failed
+                ran.ops,
+                ran.failed
             );
             ExitCode::SUCCESS
         }
         Ok(Err(Ok(d))) => {
-            println!("{d}");
+            outln!("{d}");
             ExitCode::from(1)
         }
         Ok(Err(Err(msg))) => bad(msg),
         Err(p) => {
-            println!("panic: {}", panic_message(&*p));
+            outln!("panic: {}", panic_message(&*p));
             ExitCode::from(1)
         }
     }

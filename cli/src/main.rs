@@ -4,6 +4,9 @@
 //! accepted and exits with status 2; nothing the user types can make it
 //! panic.
 
+#[macro_use]
+mod output;
+
 mod bench;
 mod conform;
 mod nosplit;
@@ -131,11 +134,11 @@ fn main() -> ExitCode {
     {
         return match nosplit::run(goarch, *race, release, *check, file) {
             Ok(run) => {
-                print!("{}", run.text);
+                out!("{}", run.text);
                 if run.mismatches > 0 {
                     match run.mismatches {
-                        1 => eprintln!("gostack: 1 stanza differs from its REJECT line"),
-                        n => eprintln!("gostack: {n} stanzas differ from their REJECT lines"),
+                        1 => errln!("gostack: 1 stanza differs from its REJECT line"),
+                        n => errln!("gostack: {n} stanzas differ from their REJECT lines"),
                     }
                     ExitCode::from(1)
                 } else {
@@ -143,7 +146,7 @@ fn main() -> ExitCode {
                 }
             }
             Err(msg) => {
-                eprintln!("gostack: {msg}");
+                errln!("gostack: {msg}");
                 ExitCode::from(2)
             }
         };
@@ -168,11 +171,11 @@ fn main() -> ExitCode {
     };
     match result {
         Ok(text) => {
-            print!("{text}");
+            out!("{text}");
             ExitCode::SUCCESS
         }
         Err(msg) => {
-            eprintln!("gostack: {msg}");
+            errln!("gostack: {msg}");
             ExitCode::from(2)
         }
     }
