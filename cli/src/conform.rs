@@ -39,6 +39,9 @@ fn parse_seconds(text: &str) -> Option<Duration> {
     }
 }
 
+/// The most `--threads`.
+const MAX_THREADS: u64 = 1024;
+
 /// Arguments of `gostack conform`.
 #[derive(clap::Args, Clone, Debug)]
 pub struct ConformArgs {
@@ -62,8 +65,8 @@ pub struct ConformArgs {
     /// Ops per case at most (1 to 100000).
     #[arg(long, default_value_t = 300)]
     max_ops: usize,
-    /// Threads (default: one per core).
-    #[arg(long)]
+    /// Threads, 1 to 1024 (default: one per core).
+    #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_THREADS))]
     threads: Option<usize>,
     /// Run a reproducer (a JSON case) step by step, printing each result.
     #[arg(long)]
@@ -198,8 +201,7 @@ fn random(args: &ConformArgs) -> ExitCode {
     });
     let threads = args
         .threads
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
-        .max(1);
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     errln!(
         "gostack conform: seed {seed}, {threads} threads, profiles {}",
         if profiles.is_empty() {

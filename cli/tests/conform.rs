@@ -282,6 +282,20 @@ fn bad_input_is_one_line_and_status_2() {
     assert!(err.contains("cannot read"), "{err}");
 }
 
+/// Values clap refuses: status 2, the flag and the accepted range named.
+#[test]
+fn threads_are_1_to_1024() {
+    for n in ["0", "1025"] {
+        let (code, out, err) = gostack(&["conform", "--cases", "1", "--threads", n]);
+        assert_eq!(code, 2, "--threads {n}: {out}{err}");
+        assert!(out.is_empty(), "--threads {n}: {out}");
+        assert!(
+            err.contains("'--threads <THREADS>'") && err.contains("1..=1024"),
+            "--threads {n}: {err}"
+        );
+    }
+}
+
 /// A profile with GODEBUG settings, several at once, and a second profile
 /// after it: the commas of the settings and of the profile list both work.
 #[test]
