@@ -13,7 +13,7 @@ use gostack_models::driver::{self, Coverage};
 use gostack_models::harness::{self, Case, Divergence, Mismatch};
 use gostack_models::{gen, minimize};
 use std::panic::{catch_unwind, AssertUnwindSafe};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::Mutex;
@@ -202,6 +202,10 @@ fn random(args: &ConformArgs) -> ExitCode {
     let threads = args
         .threads
         .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let created = match prepare_out(&args.out) {
+        Ok(created) => created,
+        Err(msg) => return bad(msg),
+    };
     errln!(
         "gostack conform: seed {seed}, {threads} threads, profiles {}",
         if profiles.is_empty() {
@@ -306,6 +310,7 @@ fn random(args: &ConformArgs) -> ExitCode {
     errln!();
     if let Some(msg) = broken.into_inner().unwrap_or_else(|e| e.into_inner()) {
         std::panic::set_hook(quiet_hook);
+        remove_empty(&created);
         return bad(msg);
     }
     let elapsed = start.elapsed().as_secs_f64();
@@ -355,6 +360,7 @@ fn random(args: &ConformArgs) -> ExitCode {
         }
     }
     if found.is_empty() {
+        remove_empty(&created);
         ExitCode::SUCCESS
     } else {
         ExitCode::from(1)
@@ -368,6 +374,38 @@ fn progress(cases: &AtomicU64, ops: &AtomicU64, found: &Mutex<Vec<Divergence>>, 
         "\rconform: {c} cases, {o} ops, {:.0} ops/s, {div} divergences   ",
         o as f64 / start.elapsed().as_secs_f64().max(1e-9)
     );
+}
+
+/// Makes sure that reproducers can be written to `dir` before the run
+/// starts: creates it, then writes and removes a file there. Returns the
+/// directories it created, deepest first, for [`remove_empty`]; `Err` is
+/// a one-line message naming `--out`.
+fn prepare_out(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let created: Vec<PathBuf> = dir
+        .ancestors()
+        .filter(|d| !d.as_os_str().is_empty())
+        .take_while(|d| !d.exists())
+        .map(Path::to_path_buf)
+        .collect();
+    let fail = |what: &str, e: std::io::Error| {
+        remove_empty(&created);
+        format!("--out {}: cannot {what}: {e}", dir.display())
+    };
+    std::fs::create_dir_all(dir).map_err(|e| fail("create the directory", e))?;
+    let probe = dir.join(format!(".gostack-probe-{}", std::process::id()));
+    std::fs::write(&probe, b"").map_err(|e| fail("write a file there", e))?;
+    std::fs::remove_file(&probe).map_err(|e| fail("remove a file there", e))?;
+    Ok(created)
+}
+
+/// Removes the directories [`prepare_out`] created, deepest first, where
+/// they are still empty (nothing was written to them).
+fn remove_empty(created: &[PathBuf]) {
+    for d in created {
+        if std::fs::remove_dir(d).is_err() {
+            break;
+        }
+    }
 }
 
 /// A divergence, minimized, and where its reproducer went.

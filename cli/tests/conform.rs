@@ -282,6 +282,33 @@ fn bad_input_is_one_line_and_status_2() {
     assert!(err.contains("cannot read"), "{err}");
 }
 
+/// An `--out` where no reproducer could be written is refused before the
+/// run (it used to be found only after a divergence); one that does not
+/// exist yet is created for the run and removed again when it stays empty.
+#[test]
+fn out_is_checked_at_start() {
+    let dir = scratch("out");
+    let file = dir.join("a-file");
+    std::fs::write(&file, "").unwrap();
+    for out in [file.clone(), file.join("below")] {
+        let out = out.to_str().unwrap();
+        let (code, stdout, err) = gostack(&["conform", "--cases", "1", "--out", out]);
+        assert_eq!(code, 2, "--out {out}: {stdout}{err}");
+        assert!(stdout.is_empty(), "--out {out}: {stdout}");
+        assert_eq!(err.lines().count(), 1, "--out {out}: {err}");
+        assert!(
+            err.starts_with(&format!("gostack: --out {out}: cannot ")),
+            "--out {out}: {err}"
+        );
+    }
+    let new = dir.join("new");
+    let deeper = new.join("deeper");
+    let (code, stdout, err) =
+        gostack(&["conform", "--cases", "1", "--out", deeper.to_str().unwrap()]);
+    assert_eq!(code, 0, "{stdout}{err}");
+    assert!(!new.exists(), "{} is left behind", new.display());
+}
+
 /// Values clap refuses: status 2, the flag and the accepted range named.
 #[test]
 fn threads_are_1_to_1024() {
