@@ -12,6 +12,7 @@ use gostack::Runtime;
 use gostack_models::driver::{self, Coverage};
 use gostack_models::harness::{self, Case, Divergence, Mismatch};
 use gostack_models::{gen, minimize};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use std::panic::{catch_unwind, AssertUnwindSafe};
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -74,6 +75,16 @@ pub struct ConformArgs {
     /// Where a divergence's reproducer is written.
     #[arg(long, default_value = "conform-out")]
     out: PathBuf,
+    /// No progress on stderr: only the summary, the coverage table and
+    /// errors.
+    #[arg(long, conflicts_with = "replay")]
+    quiet: bool,
+    /// Print the summary as one JSON object on stdout (cases, ops, calls,
+    /// seconds, seed, threads, profiles, divergences with their
+    /// reproducers, coverage as name -> count, unreached names) instead of
+    /// text.
+    #[arg(long, conflicts_with = "replay")]
+    json: bool,
     /// Go on after a divergence, collecting one case per distinct kind of
     /// divergence (the op and the result or state field that differs);
     /// each is minimized and written at the end.
@@ -206,14 +217,17 @@ fn random(args: &ConformArgs) -> ExitCode {
         Ok(created) => created,
         Err(msg) => return bad(msg),
     };
-    errln!(
-        "gostack conform: seed {seed}, {threads} threads, profiles {}",
-        if profiles.is_empty() {
-            harness::PROFILES.join(" ")
-        } else {
-            profiles.join(" ")
-        }
-    );
+    let shown: Vec<String> = if profiles.is_empty() {
+        harness::PROFILES.iter().map(|p| p.to_string()).collect()
+    } else {
+        profiles.clone()
+    };
+    if !args.quiet {
+        errln!(
+            "gostack conform: seed {seed}, {threads} threads, profiles {}",
+            shown.join(" ")
+        );
+    }
 
     let next = AtomicU64::new(0);
     let done_cases = AtomicU64::new(0);
@@ -225,6 +239,7 @@ fn random(args: &ConformArgs) -> ExitCode {
     let found: Mutex<Vec<Divergence>> = Mutex::new(Vec::new());
     let coverage = Mutex::new(Coverage::default());
     let start = Instant::now();
+    let mut progress = Progress::new(args.quiet);
     let quiet_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(|_| {}));
     std::thread::scope(|s| {
@@ -287,7 +302,6 @@ fn random(args: &ConformArgs) -> ExitCode {
             });
         }
         // Progress, until the workers stop.
-        let mut last = Instant::now();
         loop {
             std::thread::sleep(Duration::from_millis(50));
             let all_done = args
@@ -300,14 +314,10 @@ fn random(args: &ConformArgs) -> ExitCode {
             if stop.load(Ordering::Relaxed) {
                 break;
             }
-            if last.elapsed() >= Duration::from_millis(500) {
-                last = Instant::now();
-                progress(&done_cases, &done_ops, &found, start);
-            }
+            progress.tick(|| status(&done_cases, &done_ops, &found, start));
         }
     });
-    progress(&done_cases, &done_ops, &found, start);
-    errln!();
+    progress.finish(status(&done_cases, &done_ops, &found, start));
     if let Some(msg) = broken.into_inner().unwrap_or_else(|e| e.into_inner()) {
         std::panic::set_hook(quiet_hook);
         remove_empty(&created);
@@ -326,7 +336,7 @@ fn random(args: &ConformArgs) -> ExitCode {
             } else {
                 format!("divergence-{seed}-{i}.json")
             };
-            minimize_and_write(d, &args.out, &name)
+            minimize_and_write(d, &args.out, &name, args.quiet)
         })
         .collect();
     std::panic::set_hook(quiet_hook);
@@ -335,28 +345,49 @@ fn random(args: &ConformArgs) -> ExitCode {
         done_ops.load(Ordering::Relaxed),
         done_calls.load(Ordering::Relaxed),
     );
-    outln!(
-        "{cases} cases, {ops} ops in {elapsed:.1} s: {:.1} cases/s, {:.0} ops/s ({:.0} ops/s per thread); {calls} API calls, {:.0} calls/s",
-        cases as f64 / elapsed,
-        ops as f64 / elapsed,
-        ops as f64 / elapsed / threads as f64,
-        calls as f64 / elapsed,
-    );
-    out!(
-        "{}",
-        coverage.lock().unwrap_or_else(|e| e.into_inner()).table()
-    );
-    for f in &found {
-        outln!("{}", f.text);
-        match &f.path {
-            Ok(p) => outln!(
-                "minimized reproducer ({} ops): {p}\nreplay: gostack conform --replay {p}",
-                f.ops
-            ),
-            Err(e) => errln!(
-                "gostack: --out {}: cannot write the reproducer: {e}",
-                args.out.display()
-            ),
+    let coverage = std::mem::take(&mut *coverage.lock().unwrap_or_else(|e| e.into_inner()));
+    if args.json {
+        let summary = Summary {
+            cases,
+            ops,
+            calls,
+            seconds: elapsed,
+            seed,
+            threads,
+            profiles: &shown,
+            found: &found,
+            coverage: &coverage,
+        };
+        outln!("{}", summary.json());
+        for f in &found {
+            if let Err(e) = &f.path {
+                errln!(
+                    "gostack: --out {}: cannot write the reproducer: {e}",
+                    args.out.display()
+                );
+            }
+        }
+    } else {
+        outln!(
+            "{cases} cases, {ops} ops in {elapsed:.1} s: {:.1} cases/s, {:.0} ops/s ({:.0} ops/s per thread); {calls} API calls, {:.0} calls/s; seed {seed}",
+            cases as f64 / elapsed,
+            ops as f64 / elapsed,
+            ops as f64 / elapsed / threads as f64,
+            calls as f64 / elapsed,
+        );
+        out!("{}", coverage.table());
+        for f in &found {
+            outln!("{}", f.text);
+            match &f.path {
+                Ok(p) => outln!(
+                    "minimized reproducer ({} ops): {p}\nreplay: gostack conform --replay {p}",
+                    f.ops
+                ),
+                Err(e) => errln!(
+                    "gostack: --out {}: cannot write the reproducer: {e}",
+                    args.out.display()
+                ),
+            }
         }
     }
     if found.is_empty() {
@@ -367,13 +398,132 @@ fn random(args: &ConformArgs) -> ExitCode {
     }
 }
 
-fn progress(cases: &AtomicU64, ops: &AtomicU64, found: &Mutex<Vec<Divergence>>, start: Instant) {
+/// The progress line: counts so far.
+fn status(
+    cases: &AtomicU64,
+    ops: &AtomicU64,
+    found: &Mutex<Vec<Divergence>>,
+    start: Instant,
+) -> String {
     let (c, o) = (cases.load(Ordering::Relaxed), ops.load(Ordering::Relaxed));
     let div = found.lock().map(|f| f.len()).unwrap_or(0);
-    err!(
-        "\rconform: {c} cases, {o} ops, {:.0} ops/s, {div} divergences   ",
+    format!(
+        "conform: {c} cases, {o} ops, {:.0} ops/s, {div} divergences",
         o as f64 / start.elapsed().as_secs_f64().max(1e-9)
-    );
+    )
+}
+
+/// How often the progress line is redrawn on a terminal.
+const REDRAW_EVERY: Duration = Duration::from_millis(500);
+
+/// How often a plain progress line is written when stderr is not a
+/// terminal (a CI log, a file).
+const PLAIN_EVERY: Duration = Duration::from_secs(10);
+
+/// The progress display on stderr. On a terminal it is one line redrawn in
+/// place (indicatif); elsewhere it is a plain line every [`PLAIN_EVERY`],
+/// with no carriage returns; with `--quiet` it is nothing.
+struct Progress {
+    /// The line, when stderr is a terminal and the run is not quiet.
+    bar: Option<ProgressBar>,
+    quiet: bool,
+    last: Instant,
+}
+
+impl Progress {
+    fn new(quiet: bool) -> Self {
+        let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::stderr());
+        let style = ProgressStyle::with_template("{spinner} {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_spinner());
+        bar.set_style(style);
+        if !quiet && !bar.is_hidden() {
+            // Turns the spinner between the redraws of the counts.
+            bar.enable_steady_tick(Duration::from_millis(120));
+        }
+        Progress {
+            bar: (!quiet && !bar.is_hidden()).then_some(bar),
+            quiet,
+            last: Instant::now(),
+        }
+    }
+
+    /// Shows `status()` if it is time to.
+    fn tick(&mut self, status: impl FnOnce() -> String) {
+        let due = |every| self.last.elapsed() >= every;
+        match &self.bar {
+            Some(bar) if due(REDRAW_EVERY) => bar.set_message(status()),
+            None if !self.quiet && due(PLAIN_EVERY) => errln!("{}", status()),
+            _ => return,
+        }
+        self.last = Instant::now();
+    }
+
+    /// Clears the line and writes the final status as a plain line.
+    fn finish(self, status: String) {
+        if let Some(bar) = self.bar {
+            bar.finish_and_clear();
+        }
+        if !self.quiet {
+            errln!("{status}");
+        }
+    }
+}
+
+/// The final summary of a run, for `--json`.
+struct Summary<'a> {
+    cases: u64,
+    ops: u64,
+    calls: u64,
+    seconds: f64,
+    seed: u64,
+    threads: usize,
+    profiles: &'a [String],
+    found: &'a [Found],
+    coverage: &'a Coverage,
+}
+
+impl Summary<'_> {
+    /// One JSON object. `coverage` maps every spec branch and reachable
+    /// Go throw (reached or not) and every other throw seen to its count;
+    /// `unreached` lists the branches and reachable throws never reached.
+    fn json(&self) -> serde_json::Value {
+        use gostack_spec::coverage::{BRANCHES, REACHABLE_GO_THROWS};
+        let mut coverage = serde_json::Map::new();
+        let listed = BRANCHES
+            .iter()
+            .copied()
+            .chain(REACHABLE_GO_THROWS.iter().map(|t| t.message()));
+        for name in listed {
+            coverage.insert(name.to_string(), 0.into());
+        }
+        for (name, count) in &self.coverage.hits {
+            coverage.insert(name.to_string(), (*count).into());
+        }
+        let divergences: Vec<serde_json::Value> = self
+            .found
+            .iter()
+            .map(|f| {
+                serde_json::json!({
+                    "divergence": f.text,
+                    "ops": f.ops,
+                    "reproducer": f.path.as_ref().ok(),
+                    "write_error": f.path.as_ref().err().map(|e| e.to_string()),
+                })
+            })
+            .collect();
+        serde_json::json!({
+            "cases": self.cases,
+            "ops": self.ops,
+            "calls": self.calls,
+            "seconds": self.seconds,
+            "seed": self.seed,
+            "threads": self.threads,
+            "profiles": self.profiles,
+            "divergences": divergences,
+            "coverage": coverage,
+            "unreached": self.coverage.unreached(),
+        })
+    }
 }
 
 /// Makes sure that reproducers can be written to `dir` before the run
@@ -419,11 +569,13 @@ struct Found {
 }
 
 /// Minimizes a divergence and writes its reproducer as `out/name`.
-fn minimize_and_write(d: &Divergence, out: &std::path::Path, name: &str) -> Found {
-    errln!(
-        "gostack conform: divergence in a case of {} ops; minimizing",
-        d.case.ops.len()
-    );
+fn minimize_and_write(d: &Divergence, out: &std::path::Path, name: &str, quiet: bool) -> Found {
+    if !quiet {
+        errln!(
+            "gostack conform: divergence in a case of {} ops; minimizing",
+            d.case.ops.len()
+        );
+    }
     let (case, min) = match &d.mismatch {
         // A panic cannot be located by step; keep the case as it is.
         Mismatch::Panic { .. } => (d.case.clone(), Box::new(d.clone())),

@@ -53,10 +53,3 @@ macro_rules! errln {
         $crate::output::stderr(format_args!("{}\n", format_args!($($arg)*)))
     };
 }
-
-/// `eprint!` that never panics (see the module doc).
-macro_rules! err {
-    ($($arg:tt)*) => {
-        $crate::output::stderr(format_args!($($arg)*))
-    };
-}

@@ -282,6 +282,116 @@ fn bad_input_is_one_line_and_status_2() {
     assert!(err.contains("cannot read"), "{err}");
 }
 
+/// On a stderr that is not a terminal (here a pipe, as in a CI log) the
+/// progress is plain lines: no carriage returns redrawing one line.
+#[test]
+fn progress_in_a_log_has_no_carriage_returns() {
+    let out_dir = scratch("log");
+    let (code, out, err) = gostack(&[
+        "conform",
+        "--seconds",
+        "2",
+        "--threads",
+        "1",
+        "--out",
+        out_dir.to_str().unwrap(),
+    ]);
+    assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
+    assert!(!err.contains('\r'), "{err:?}");
+    // The start-up line and the final counts.
+    assert_eq!(err.lines().count(), 2, "{err}");
+    assert!(
+        err.lines().nth(1).unwrap().starts_with("conform: "),
+        "{err}"
+    );
+}
+
+/// `--quiet` prints no progress; `--json` prints the summary as one JSON
+/// object.
+#[test]
+fn quiet_and_json() {
+    let out_dir = scratch("json");
+    let out_dir = out_dir.to_str().unwrap();
+    let (code, out, err) = gostack(&[
+        "conform",
+        "--cases",
+        "4",
+        "--seed",
+        "9",
+        "--threads",
+        "2",
+        "--out",
+        out_dir,
+        "--quiet",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert!(err.is_empty(), "{err}");
+    assert!(out.starts_with("4 cases, "), "{out}");
+    assert!(out.contains("seed 9"), "{out}");
+    assert!(out.contains("coverage: "), "{out}");
+
+    let (code, out, err) = gostack(&[
+        "conform",
+        "--cases",
+        "4",
+        "--seed",
+        "9",
+        "--threads",
+        "2",
+        "--out",
+        out_dir,
+        "--json",
+        "--profile",
+        "linux/arm64/1.19,linux/386/1.23:stackNoCache=1",
+    ]);
+    assert_eq!(code, 0, "{err}");
+    assert_eq!(out.lines().count(), 1, "{out}");
+    let v: serde_json::Value = serde_json::from_str(&out).expect("stdout is JSON");
+    for key in [
+        "cases",
+        "ops",
+        "calls",
+        "seconds",
+        "seed",
+        "threads",
+        "profiles",
+        "divergences",
+        "coverage",
+        "unreached",
+    ] {
+        assert!(v.get(key).is_some(), "no {key}: {v}");
+    }
+    assert_eq!(v["cases"], 4);
+    assert_eq!(v["seed"], 9);
+    assert_eq!(v["threads"], 2);
+    assert_eq!(
+        v["profiles"],
+        serde_json::json!(["linux/arm64/1.19", "linux/386/1.23:stackNoCache=1"])
+    );
+    assert_eq!(v["divergences"], serde_json::json!([]));
+    assert!(v["seconds"].as_f64().unwrap() > 0.0);
+    let ops: u64 = (9..13)
+        .map(|s| {
+            let profiles = [
+                "linux/arm64/1.19".to_string(),
+                "linux/386/1.23:stackNoCache=1".to_string(),
+            ];
+            gostack_models::gen::case(s, &profiles, 300).ops.len() as u64
+        })
+        .sum();
+    assert_eq!(v["ops"], ops);
+    let coverage = v["coverage"].as_object().unwrap();
+    assert!(
+        coverage["malg: a new goroutine"].as_u64().unwrap() > 0,
+        "{v}"
+    );
+    let unreached = v["unreached"].as_array().unwrap();
+    assert!(!unreached.is_empty(), "four cases reach everything? {v}");
+    for name in unreached {
+        assert_eq!(coverage[name.as_str().unwrap()], 0, "{name}");
+    }
+}
+
 /// An `--out` where no reproducer could be written is refused before the
 /// run (it used to be found only after a divergence); one that does not
 /// exist yet is created for the run and removed again when it stays empty.
