@@ -1,7 +1,10 @@
 //! `gostack`: the command-line face of gostack.
 //!
-//! Every failure of user input prints one line on stderr naming what is
-//! accepted and exits with status 2; nothing the user types can make it
+//! Every failure of user input exits with status 2 and names the flag: a
+//! value outside a closed set (`--goos`, `--goarch`, `--release`,
+//! `--calls`), an unknown flag or a range clap checks gets clap's error,
+//! which lists the possible values; any other bad value prints one line on
+//! stderr naming what is accepted. Nothing the user types can make it
 //! panic.
 
 #[macro_use]
@@ -11,11 +14,13 @@ mod bench;
 mod conform;
 mod nosplit;
 mod shapes;
+mod values;
 
 use clap::{Parser, Subcommand};
-use gostack_spec::guard::{self, Calls, SplitForm};
+use gostack_spec::guard::{self, SplitForm};
 use gostack_spec::{Consts, Profile, Release};
 use std::process::ExitCode;
+use values::{CallsArg, GoarchArg, GoosArg, ReleaseArg};
 
 #[derive(Parser)]
 #[command(
@@ -31,22 +36,22 @@ struct Cli {
 #[derive(clap::Args, Clone)]
 struct ProfileArgs {
     /// Target operating system, as GOOS.
-    #[arg(long, default_value = "linux")]
-    goos: String,
+    #[arg(long, value_enum, default_value = "linux")]
+    goos: GoosArg,
     /// Target architecture, as GOARCH.
-    #[arg(long, default_value = "amd64")]
-    goarch: String,
+    #[arg(long, value_enum, default_value = "amd64")]
+    goarch: GoarchArg,
     /// A -race build.
     #[arg(long)]
     race: bool,
-    /// Go release: 1.19 or 1.23.
-    #[arg(long, default_value = "1.23")]
-    release: String,
+    /// Go release.
+    #[arg(long, value_enum, default_value = "1.23")]
+    release: ReleaseArg,
 }
 
 impl ProfileArgs {
     fn profile(&self) -> Result<Profile, String> {
-        Profile::parse(&self.goos, &self.goarch, self.race, &self.release)
+        Profile::new(self.goos.0, self.goarch.0, self.race, self.release.0)
             .map_err(|t| t.to_string())
     }
 }
@@ -71,10 +76,9 @@ enum Command {
         /// The frame size the assembler's stacksplit receives, in bytes.
         #[arg(long, allow_hyphen_values = true)]
         framesize: String,
-        /// What the function calls: nothing, panics (only zero-argument
-        /// runtime panics or duffzero/duffcopy) or others.
-        #[arg(long, default_value = "others")]
-        calls: String,
+        /// What the function calls, for the assembler's leaf rules.
+        #[arg(long, value_enum, default_value = "others")]
+        calls: CallsArg,
         /// The SP at entry (decimal or 0x-hex); needs --guard.
         #[arg(long, requires = "guard", allow_hyphen_values = true)]
         sp: Option<String>,
@@ -88,14 +92,14 @@ enum Command {
     /// stanza, `stanza N: accept` or `stanza N: reject: <chain>`.
     Nosplit {
         /// Target architecture, as GOARCH (GOOS is linux, as for the test).
-        #[arg(long, default_value = "amd64")]
-        goarch: String,
+        #[arg(long, value_enum, default_value = "amd64")]
+        goarch: GoarchArg,
         /// A -race build (Go 1.23 doubles the nosplit budget).
         #[arg(long)]
         race: bool,
-        /// Go release: 1.19 or 1.23.
-        #[arg(long, default_value = "1.23")]
-        release: String,
+        /// Go release.
+        #[arg(long, value_enum, default_value = "1.23")]
+        release: ReleaseArg,
         /// Compare each verdict with the stanza's REJECT line; exit 1 on any
         /// difference.
         #[arg(long)]
@@ -132,7 +136,7 @@ fn main() -> ExitCode {
         file,
     } = &cli.command
     {
-        return match nosplit::run(goarch, *race, release, *check, file) {
+        return match nosplit::run(goarch.0, *race, release.0, *check, file) {
             Ok(run) => {
                 out!("{}", run.text);
                 if run.mismatches > 0 {
@@ -165,7 +169,7 @@ fn main() -> ExitCode {
         } => split(
             &profile,
             &framesize,
-            &calls,
+            calls.calls(),
             sp.as_deref().zip(guard.as_deref()),
         ),
     };
@@ -405,7 +409,7 @@ fn parse_u64(what: &str, s: &str) -> Result<u64, String> {
 fn split(
     args: &ProfileArgs,
     framesize: &str,
-    calls: &str,
+    calls: guard::Calls,
     sp_guard: Option<(&str, &str)>,
 ) -> Result<String, String> {
     let p = args.profile()?;
@@ -416,16 +420,6 @@ fn split(
             guard::MAX_FRAMESIZE
         )
     })?;
-    let calls = match calls {
-        "nothing" => Calls::Nothing,
-        "panics" => Calls::OnlyRuntimePanicsOrDuff,
-        "others" => Calls::Others,
-        other => {
-            return Err(format!(
-                "unknown --calls {other:?}; accepted: nothing, panics, others"
-            ))
-        }
-    };
     let prologue = guard::prologue(&p, fs, calls).map_err(|t| t.to_string())?;
     let bits = 8 * c.ptr_size;
     let mut out = format!("{}: framesize {fs}\n", p.label());

@@ -2,7 +2,7 @@
 //! through the spec's model of the assembler and the linker's nosplit check.
 
 use gostack_spec::nosplit::{read_stanzas, StanzaOutcome, NOSPLIT_ARCHES};
-use gostack_spec::{Invalid, Profile};
+use gostack_spec::{Goarch, Goos, Invalid, Profile, Release};
 
 /// What the command prints, and whether `--check` found a stanza whose
 /// verdict differs from its REJECT line.
@@ -17,13 +17,13 @@ pub struct Run {
 /// every stanza on linux/`goarch`, as that test does. `Err` is a one-line
 /// message for exit status 2.
 pub fn run(
-    goarch: &str,
+    goarch: Goarch,
     race: bool,
-    release: &str,
+    release: Release,
     check: bool,
     path: &str,
 ) -> Result<Run, String> {
-    let profile = Profile::parse("linux", goarch, race, release).map_err(|t| t.to_string())?;
+    let profile = Profile::new(Goos::Linux, goarch, race, release).map_err(|t| t.to_string())?;
     if !NOSPLIT_ARCHES.contains(&profile.goarch) {
         return Err(Invalid::NosplitNotModeled(profile.goarch.name()).to_string());
     }

@@ -1,7 +1,7 @@
 //! The `gostack` command as a user meets it: outputs, and one-line errors
 //! with exit status 2 for every bad input.
 
-use gostack_spec::Profile;
+use gostack_spec::{Goarch, Goos, Profile};
 use std::process::Command;
 
 fn gostack(args: &[&str]) -> (i32, String, String) {
@@ -157,23 +157,115 @@ fn split_prints_form_listing_and_verdict() {
     );
 }
 
+/// A value outside a closed set: clap's error (status 2) names the flag
+/// and lists the possible values.
+fn clap_refuses(args: &[&str], flag: &str, possible: &str) {
+    let (code, out, err) = gostack(args);
+    assert_eq!(code, 2, "{args:?}: exit status");
+    assert!(out.is_empty(), "{args:?}: printed {out}");
+    let bad = args.last().unwrap();
+    assert!(
+        err.starts_with(&format!("error: invalid value '{bad}' for '{flag}'")),
+        "{args:?}: {err}"
+    );
+    assert!(
+        err.contains(&format!("[possible values: {possible}]")),
+        "{args:?}: {err}"
+    );
+    assert!(!err.contains("panicked"), "{args:?}: {err}");
+}
+
+/// The spec's names, as clap lists them.
+fn names(names: impl Iterator<Item = &'static str>) -> String {
+    names.collect::<Vec<_>>().join(", ")
+}
+
+fn gooses() -> String {
+    names(Goos::ALL.iter().map(|g| g.name()))
+}
+
+fn goarches() -> String {
+    names(Goarch::ALL.iter().map(|a| a.name()))
+}
+
 #[test]
-fn bad_input_is_one_line_and_status_2() {
-    fails(
-        &["consts", "--goos", "beos"],
-        "unknown goos \"beos\"",
-        "linux",
-    );
-    fails(
+fn bad_names_get_the_possible_values() {
+    clap_refuses(&["consts", "--goos", "beos"], "--goos <GOOS>", &gooses());
+    clap_refuses(
         &["consts", "--goarch", "sparc64"],
-        "unknown goarch \"sparc64\"",
-        "riscv64",
+        "--goarch <GOARCH>",
+        &goarches(),
     );
-    fails(
+    clap_refuses(
         &["consts", "--release", "1.21"],
-        "unknown release \"1.21\"",
+        "--release <RELEASE>",
         "1.19, 1.23",
     );
+    clap_refuses(
+        &["split", "--framesize", "8", "--goos", "Linux"],
+        "--goos <GOOS>",
+        &gooses(),
+    );
+    clap_refuses(
+        &["split", "--framesize", "8", "--goarch", "x86"],
+        "--goarch <GOARCH>",
+        &goarches(),
+    );
+    clap_refuses(
+        &["split", "--framesize", "8", "--release", "1.22"],
+        "--release <RELEASE>",
+        "1.19, 1.23",
+    );
+    clap_refuses(
+        &["split", "--framesize", "8", "--calls", "some"],
+        "--calls <CALLS>",
+        "nothing, panics, others",
+    );
+    clap_refuses(
+        &["nosplit", "x", "--goarch", "vax"],
+        "--goarch <GOARCH>",
+        &goarches(),
+    );
+    clap_refuses(
+        &["nosplit", "x", "--release", "1.5"],
+        "--release <RELEASE>",
+        "1.19, 1.23",
+    );
+    // Go's own spelling of a release is accepted too.
+    let (code, out, err) = gostack(&["consts", "--release", "go1.19"]);
+    assert_eq!(code, 0, "{err}");
+    assert!(out.starts_with("linux/amd64 go1.19\n"), "{out}");
+}
+
+#[test]
+fn help_lists_the_possible_values() {
+    for cmd in ["consts", "split"] {
+        let (code, out, _) = gostack(&[cmd, "--help"]);
+        assert_eq!(code, 0);
+        assert!(
+            out.contains(&format!("[possible values: {}]", gooses())),
+            "{out}"
+        );
+        assert!(
+            out.contains(&format!("[possible values: {}]", goarches())),
+            "{out}"
+        );
+        assert!(out.contains("[possible values: 1.19, 1.23]"), "{out}");
+    }
+    let (_, out, _) = gostack(&["split", "--help"]);
+    for calls in ["- nothing: ", "- panics: ", "- others: "] {
+        assert!(out.contains(calls), "{out}");
+    }
+    let (_, out, _) = gostack(&["nosplit", "--help"]);
+    assert!(
+        out.contains(&format!("[possible values: {}]", goarches())),
+        "{out}"
+    );
+    assert!(out.contains("[possible values: 1.19, 1.23]"), "{out}");
+}
+
+#[test]
+fn bad_input_is_one_line_and_status_2() {
     fails(
         &["consts", "--goos", "ios", "--goarch", "386"],
         "ios/386 is not a Go 1.23 port",
@@ -226,10 +318,5 @@ fn bad_input_is_one_line_and_status_2() {
         ],
         "--guard \"stackPanic\" is not a number",
         "stackPreempt",
-    );
-    fails(
-        &["split", "--framesize", "8", "--calls", "some"],
-        "unknown --calls \"some\"",
-        "nothing, panics, others",
     );
 }
