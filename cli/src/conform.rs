@@ -69,8 +69,14 @@ pub struct ConformArgs {
     /// Threads, 1 to 1024 (default: one per core).
     #[arg(long, value_parser = clap::builder::RangedU64ValueParser::<usize>::new().range(1..=MAX_THREADS))]
     threads: Option<usize>,
-    /// Run a reproducer (a JSON case) step by step, printing each result.
-    #[arg(long)]
+    /// Run a reproducer (a JSON case) step by step, printing each result
+    /// (the case names its profile and ops, so no other flag applies).
+    #[arg(
+        long,
+        conflicts_with_all = [
+            "seconds", "cases", "seed", "profile", "max_ops", "threads", "out", "keep_going",
+        ]
+    )]
     replay: Option<PathBuf>,
     /// Where a divergence's reproducer is written.
     #[arg(long, default_value = "conform-out")]

@@ -62,8 +62,9 @@ enum Command {
     Consts {
         #[command(flatten)]
         profile: ProfileArgs,
-        /// Every port of every modeled release, with and without race, as one table.
-        #[arg(long)]
+        /// Every port of every modeled release, with and without race, as
+        /// one table (so no --goos, --goarch, --race or --release).
+        #[arg(long, conflicts_with_all = ["goos", "goarch", "race", "release"])]
         all: bool,
         /// Print JSON instead of a table.
         #[arg(long)]

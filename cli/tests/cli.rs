@@ -264,6 +264,39 @@ fn help_lists_the_possible_values() {
     assert!(out.contains("[possible values: 1.19, 1.23]"), "{out}");
 }
 
+/// Flags a command would ignore are refused by clap, naming both.
+#[test]
+fn ignored_flags_are_refused() {
+    for (args, with) in [
+        (&["consts", "--all", "--goos", "ios"][..], "--goos <GOOS>"),
+        (&["consts", "--goarch", "386", "--all"], "--goarch <GOARCH>"),
+        (&["consts", "--all", "--race", "--json"], "--race"),
+        (
+            &["consts", "--all", "--release", "1.19"],
+            "--release <RELEASE>",
+        ),
+        (
+            &["conform", "--replay", "x.json", "--seconds", "3"],
+            "--seconds <SECONDS>",
+        ),
+        (
+            &["conform", "--replay", "x.json", "--keep-going"],
+            "--keep-going",
+        ),
+        (&["conform", "--replay", "x.json", "--json"], "--json"),
+    ] {
+        let (code, out, err) = gostack(args);
+        assert_eq!(code, 2, "{args:?}: {out}{err}");
+        assert!(out.is_empty(), "{args:?}: {out}");
+        assert!(
+            err.starts_with("error: the argument '--"),
+            "{args:?}: {err}"
+        );
+        assert!(err.contains("cannot be used with"), "{args:?}: {err}");
+        assert!(err.contains(with), "{args:?}: {err}");
+    }
+}
+
 #[test]
 fn bad_input_is_one_line_and_status_2() {
     fails(
