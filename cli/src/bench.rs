@@ -441,7 +441,7 @@ fn shape_run(plan: &Plan, kind: Kind) -> Result<ShapeRun, String> {
                 first
             };
             if c != expect {
-                return Err(fail(format!("operations differ ({c:?} after {first:?})")));
+                return Err(fail(format!("operations differ ({c} after {first})")));
             }
         }
         let ns = (t.elapsed().saturating_sub(resync)).as_nanos() as f64 / f64::from(per);

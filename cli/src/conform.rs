@@ -140,6 +140,23 @@ fn run_one(case: &Case) -> Result<driver::Ran, Box<Divergence>> {
     }
 }
 
+/// The reason in an error of [`harness::config`] or
+/// [`harness::Harness::new`] about profile `p`, for a message that names
+/// the flag first.
+///
+/// Those errors repeat the profile, and one of the harness's (a failed
+/// prelude op) shows the op as a Debug dump: `p: prelude op AddFunc(FuncSpec
+/// { .. }) failed: gostack: goroutine frames on mips are not modeled yet`.
+/// Only the reason after `failed: ` is kept.
+fn profile_error(p: &str, e: &str) -> String {
+    let e = e.strip_prefix(&format!("profile {p:?}: ")).unwrap_or(e);
+    let e = match e.split_once(" prelude op ") {
+        Some((_, rest)) => rest.split_once(" failed: ").map_or(rest, |(_, why)| why),
+        None => e,
+    };
+    e.strip_prefix("gostack: ").unwrap_or(e).to_string()
+}
+
 /// Case `i` of a run: generated from `seed` alone, with at most `max_ops`
 /// ops.
 ///
@@ -186,10 +203,10 @@ fn random(args: &ConformArgs) -> ExitCode {
     let profiles = profiles(args);
     for p in &profiles {
         if let Err(e) = harness::config(p) {
-            return bad(e);
+            return bad(format!("--profile {p}: {}", profile_error(p, &e)));
         }
         if let Err(e) = harness::Harness::<Impl>::new(p) {
-            return bad(e);
+            return bad(format!("--profile {p}: {}", profile_error(p, &e)));
         }
     }
     if !(1..=MAX_OPS).contains(&args.max_ops) {
@@ -605,13 +622,13 @@ fn minimize_and_write(d: &Divergence, out: &std::path::Path, name: &str, quiet: 
 fn replay(file: &std::path::Path) -> ExitCode {
     let text = match std::fs::read_to_string(file) {
         Ok(t) => t,
-        Err(e) => return bad(format!("cannot read {}: {e}", file.display())),
+        Err(e) => return bad(format!("--replay {}: cannot read it: {e}", file.display())),
     };
     let case: Case = match serde_json::from_str(&text) {
         Ok(c) => c,
         Err(e) => {
             return bad(format!(
-                "{}: not a reproducer ({e}); expected {{\"profile\": \"linux/amd64/1.23\", \"ops\": [...]}}",
+                "--replay {}: not a reproducer ({e}); expected {{\"profile\": \"linux/amd64/1.23\", \"ops\": [...]}}",
                 file.display()
             ))
         }
@@ -633,7 +650,12 @@ fn replay(file: &std::path::Path) -> ExitCode {
             outln!("{d}");
             ExitCode::from(1)
         }
-        Ok(Err(Err(msg))) => bad(msg),
+        Ok(Err(Err(msg))) => bad(format!(
+            "--replay {}: profile {}: {}",
+            file.display(),
+            case.profile,
+            profile_error(&case.profile, &msg)
+        )),
         Err(p) => {
             outln!("panic: {}", panic_message(&*p));
             ExitCode::from(1)

@@ -18,7 +18,7 @@ mod values;
 
 use clap::{Parser, Subcommand};
 use gostack_spec::guard::{self, SplitForm};
-use gostack_spec::{Consts, Profile, Release};
+use gostack_spec::{Consts, Invalid, Profile, Release, Throw};
 use std::process::ExitCode;
 use values::{CallsArg, GoarchArg, GoosArg, ReleaseArg};
 
@@ -50,9 +50,16 @@ struct ProfileArgs {
 }
 
 impl ProfileArgs {
+    /// The profile; `Err` names the flags when the release lacks the port.
     fn profile(&self) -> Result<Profile, String> {
-        Profile::new(self.goos.0, self.goarch.0, self.race, self.release.0)
-            .map_err(|t| t.to_string())
+        Profile::new(self.goos.0, self.goarch.0, self.race, self.release.0).map_err(|t| {
+            format!(
+                "--goos {} --goarch {} --release {}: {t}",
+                self.goos.0.name(),
+                self.goarch.0.name(),
+                self.release.0.name()
+            )
+        })
     }
 }
 
@@ -392,8 +399,8 @@ fn consts(args: &ProfileArgs, all: bool, json: bool) -> Result<String, String> {
     Ok(out)
 }
 
-/// Parses a non-negative integer in decimal or 0x-hex.
-fn parse_u64(what: &str, s: &str) -> Result<u64, String> {
+/// Parses a non-negative integer in decimal or 0x-hex; `Err` names `flag`.
+fn parse_u64(flag: &str, s: &str) -> Result<u64, String> {
     let t = s.trim().replace('_', "");
     let parsed = match t.strip_prefix("0x").or_else(|| t.strip_prefix("0X")) {
         Some(hex) => u64::from_str_radix(hex, 16),
@@ -401,10 +408,19 @@ fn parse_u64(what: &str, s: &str) -> Result<u64, String> {
     };
     parsed.map_err(|_| {
         format!(
-            "{what} {s:?} is not a number; accepted: 0 to {} in decimal or 0x-hex",
+            "{flag} {s}: not a number; accepted: 0 to {} in decimal or 0x-hex",
             u64::MAX
         )
     })
+}
+
+/// An error of the spec's split-check model, with the flag it is about.
+fn split_error(t: Throw, framesize: &str) -> String {
+    match &t {
+        Throw::Invalid(Invalid::FrameTooLarge(_)) => format!("--framesize {framesize}: {t}"),
+        Throw::Invalid(Invalid::PrologueNotModeled(arch)) => format!("--goarch {arch}: {t}"),
+        _ => t.to_string(),
+    }
 }
 
 fn split(
@@ -415,16 +431,16 @@ fn split(
 ) -> Result<String, String> {
     let p = args.profile()?;
     let c = p.consts();
-    let fs = parse_u64("frame size", framesize).map_err(|_| {
+    let fs = parse_u64("--framesize", framesize).map_err(|_| {
         format!(
-            "frame size {framesize:?} cannot exist; accepted: 0 to {}",
+            "--framesize {framesize}: not a frame size; accepted: 0 to {}",
             guard::MAX_FRAMESIZE
         )
     })?;
-    let prologue = guard::prologue(&p, fs, calls).map_err(|t| t.to_string())?;
+    let prologue = guard::prologue(&p, fs, calls).map_err(|t| split_error(t, framesize))?;
     let bits = 8 * c.ptr_size;
     let mut out = format!("{}: framesize {fs}\n", p.label());
-    let form = guard::split_form(fs).map_err(|t| t.to_string())?;
+    let form = guard::split_form(fs).map_err(|t| split_error(t, framesize))?;
     let k = fs.saturating_sub(c.stack_small);
     let rule = match form {
         SplitForm::Small => format!("small (framesize <= StackSmall {})", c.stack_small),
@@ -449,16 +465,22 @@ fn split(
             }
         }
     }
-    if let Some((sp, guard)) = sp_guard {
-        let sp = parse_u64("--sp", sp)?;
+    if let Some((sp_text, guard)) = sp_guard {
+        let sp = parse_u64("--sp", sp_text)?;
         let g = match guard {
             "stackPreempt" => c.stack_preempt,
             "stackFork" => c.stack_fork,
             "stackForceMove" => c.stack_force_move,
             other => parse_u64("--guard", other)
-                .map_err(|e| e + " or stackPreempt, stackFork, stackForceMove")?,
+                .map_err(|e| e + ", or stackPreempt, stackFork, stackForceMove")?,
         };
-        let runs = guard::needs_morestack(&p, fs, sp, g).map_err(|t| t.to_string())?;
+        let runs = guard::needs_morestack(&p, fs, sp, g).map_err(|t| match &t {
+            Throw::Invalid(Invalid::NotAPointer { value, .. }) if *value == sp => {
+                format!("--sp {sp_text}: {t}")
+            }
+            Throw::Invalid(Invalid::NotAPointer { .. }) => format!("--guard {guard}: {t}"),
+            _ => split_error(t, framesize),
+        })?;
         let verdict = match (&prologue, runs) {
             (None, _) => "no check is emitted, so morestack does not run",
             (Some(_), true) => "morestack runs",

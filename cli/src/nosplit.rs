@@ -23,9 +23,19 @@ pub fn run(
     check: bool,
     path: &str,
 ) -> Result<Run, String> {
-    let profile = Profile::new(Goos::Linux, goarch, race, release).map_err(|t| t.to_string())?;
+    let profile = Profile::new(Goos::Linux, goarch, race, release).map_err(|t| {
+        format!(
+            "--goarch {} --release {}: {t}",
+            goarch.name(),
+            release.name()
+        )
+    })?;
     if !NOSPLIT_ARCHES.contains(&profile.goarch) {
-        return Err(Invalid::NosplitNotModeled(profile.goarch.name()).to_string());
+        return Err(format!(
+            "--goarch {}: {}",
+            goarch.name(),
+            Invalid::NosplitNotModeled(goarch.name())
+        ));
     }
     let file = std::fs::read(path).map_err(|e| format!("cannot read {path}: {e}"))?;
     let file = String::from_utf8(file).map_err(|e| {

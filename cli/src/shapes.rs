@@ -194,6 +194,16 @@ pub(crate) struct OpCounters {
     pub bytes_copied: u64,
 }
 
+impl std::fmt::Display for OpCounters {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "{} growths, {} bytes copied",
+            self.growths, self.bytes_copied
+        )
+    }
+}
+
 pub(crate) const P8: u64 = 8;
 
 impl Shape {

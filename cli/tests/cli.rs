@@ -301,27 +301,27 @@ fn ignored_flags_are_refused() {
 fn bad_input_is_one_line_and_status_2() {
     fails(
         &["consts", "--goos", "ios", "--goarch", "386"],
-        "ios/386 is not a Go 1.23 port",
+        "--goos ios --goarch 386 --release 1.23: ios/386 is not a Go 1.23 port",
         "amd64, arm64",
     );
     fails(
         &["split", "--framesize", "-8"],
-        "frame size \"-8\" cannot exist",
+        "--framesize -8: not a frame size",
         "0 to 2147483647",
     );
     fails(
         &["split", "--framesize", "2147483648"],
-        "frame size 2147483648 cannot exist",
+        "--framesize 2147483648: frame size 2147483648 cannot exist",
         "0 to 2147483647",
     );
     fails(
         &["split", "--framesize", "99999999999999999999999"],
-        "frame size",
+        "--framesize 99999999999999999999999: ",
         "0 to 2147483647",
     );
     fails(
         &["split", "--goarch", "mips", "--framesize", "8"],
-        "the split-check prologue of mips",
+        "--goarch mips: the split-check prologue of mips",
         "amd64, 386, arm64, riscv64",
     );
     fails(
@@ -336,7 +336,7 @@ fn bad_input_is_one_line_and_status_2() {
             "--guard",
             "0",
         ],
-        "0x100000000 does not fit in a 32-bit pointer",
+        "--sp 0x100000000: 0x100000000 does not fit in a 32-bit pointer",
         "0xffffffff",
     );
     fails(
@@ -349,7 +349,22 @@ fn bad_input_is_one_line_and_status_2() {
             "--guard",
             "stackPanic",
         ],
-        "--guard \"stackPanic\" is not a number",
+        "--guard stackPanic: not a number",
         "stackPreempt",
+    );
+    fails(
+        &[
+            "split",
+            "--goarch",
+            "386",
+            "--framesize",
+            "8",
+            "--sp",
+            "16",
+            "--guard",
+            "4294967296",
+        ],
+        "--guard 4294967296: 0x100000000 does not fit in a 32-bit pointer",
+        "0xffffffff",
     );
 }

@@ -217,12 +217,13 @@ fn bad_input_is_one_line_and_status_2() {
     let dir = scratch("bad");
     for (args, want) in [
         (
+            // The harness's message shows the failing op as a Debug dump.
             vec!["conform", "--profile", "linux/mips/1.23"],
-            "not modeled",
+            "gostack: --profile linux/mips/1.23: goroutine frames on mips are not modeled",
         ),
         (
             vec!["conform", "--profile", "linux/amd64"],
-            "goos/goarch/release",
+            "gostack: --profile linux/amd64: expected goos/goarch/release",
         ),
         (
             vec![
@@ -231,6 +232,10 @@ fn bad_input_is_one_line_and_status_2() {
                 "linux/amd64/1.23:gcshrinkstackoff=2",
             ],
             "accepted: adaptivestackstart, invalidptr, gcshrinkstackoff, efence",
+        ),
+        (
+            vec!["conform", "--profile", "beos/amd64/1.23"],
+            "gostack: --profile beos/amd64/1.23: unknown goos \"beos\"; accepted: ",
         ),
         (
             vec!["conform", "--profile", "linux/amd64/1.23:efence=2"],
@@ -267,19 +272,41 @@ fn bad_input_is_one_line_and_status_2() {
         let (code, out, err) = gostack(&args);
         assert_eq!(code, 2, "{args:?}: {out}{err}");
         assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        // Every message names the flag, and none is a Debug dump.
         assert!(
-            err.starts_with("gostack: ") && err.contains(want),
+            err.starts_with("gostack: --") && err.contains(want),
             "{args:?}: {err}"
         );
+        assert!(!err.contains(" { "), "{args:?}: {err}");
     }
     let junk = dir.join("junk.json");
     std::fs::write(&junk, "{\"ops\": 3}").unwrap();
     let (code, _, err) = gostack(&["conform", "--replay", junk.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert!(err.contains("not a reproducer"), "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "gostack: --replay {}: not a reproducer",
+            junk.display()
+        )),
+        "{err}"
+    );
+    let mips = dir.join("mips.json");
+    std::fs::write(&mips, r#"{"profile": "linux/mips/1.23", "ops": []}"#).unwrap();
+    let (code, _, err) = gostack(&["conform", "--replay", mips.to_str().unwrap()]);
+    assert_eq!(code, 2);
+    assert_eq!(
+        err,
+        format!(
+            "gostack: --replay {}: profile linux/mips/1.23: goroutine frames on mips are not modeled yet; accepted: amd64, 386\n",
+            mips.display()
+        )
+    );
     let (code, _, err) = gostack(&["conform", "--replay", "/nonexistent/case.json"]);
     assert_eq!(code, 2);
-    assert!(err.contains("cannot read"), "{err}");
+    assert!(
+        err.starts_with("gostack: --replay /nonexistent/case.json: cannot read"),
+        "{err}"
+    );
 }
 
 /// On a stderr that is not a terminal (here a pipe, as in a CI log) the

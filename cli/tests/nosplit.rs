@@ -204,7 +204,10 @@ fn bad_options_and_files() {
     let path = f.path().to_str().unwrap();
     fails(
         &["nosplit", "--goarch", "wasm", path],
-        &["linux/wasm is not a Go 1.23 port", "accepts: 386"],
+        &[
+            "--goarch wasm --release 1.23: linux/wasm is not a Go 1.23 port",
+            "accepts: 386",
+        ],
     );
     fails(
         &["nosplit", "/nonexistent/stanzas"],
