@@ -78,7 +78,9 @@ pub struct ConformArgs {
         ]
     )]
     replay: Option<PathBuf>,
-    /// Where a divergence's reproducer is written.
+    /// Where a divergence's reproducer is written. It is created, and
+    /// checked to take a file, before the run; a run that writes nothing
+    /// there removes what it created.
     #[arg(long, default_value = "conform-out")]
     out: PathBuf,
     /// No progress on stderr: only the summary, the coverage table and
