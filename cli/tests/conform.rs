@@ -294,13 +294,15 @@ fn bad_input_is_one_line_and_status_2() {
     std::fs::write(&mips, r#"{"profile": "linux/mips/1.23", "ops": []}"#).unwrap();
     let (code, _, err) = gostack(&["conform", "--replay", mips.to_str().unwrap()]);
     assert_eq!(code, 2);
-    assert_eq!(
-        err,
-        format!(
-            "gostack: --replay {}: profile linux/mips/1.23: goroutine frames on mips are not modeled yet; accepted: amd64, 386\n",
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(
+        err.starts_with(&format!(
+            "gostack: --replay {}: profile linux/mips/1.23: goroutine frames on mips are not modeled",
             mips.display()
-        )
+        )),
+        "{err}"
     );
+    assert!(!err.contains(" { "), "{err}");
     let (code, _, err) = gostack(&["conform", "--replay", "/nonexistent/case.json"]);
     assert_eq!(code, 2);
     assert!(
