@@ -159,21 +159,6 @@ fn profile_error(p: &str, e: &str) -> String {
     e.strip_prefix("gostack: ").unwrap_or(e).to_string()
 }
 
-/// Case `i` of a run: generated from `seed` alone, with at most `max_ops`
-/// ops.
-///
-/// [`gen::case`] cannot make cases of one op: `gen::ops(max)` asks
-/// proptest for a vector of `1..max` chunks, an empty range when `max` is
-/// 1, and proptest panics on it. A bound of 2 gives exactly one chunk (a
-/// single op, or a story of several), cut here to its first op. Every
-/// other bound is passed on unchanged, so a seed makes the same case as
-/// before.
-fn make_case(seed: u64, profiles: &[String], max_ops: usize) -> Case {
-    let mut case = gen::case(seed, profiles, max_ops.max(2));
-    case.ops.truncate(max_ops);
-    case
-}
-
 /// Counts a worker out when it ends, even by a panic, so that the
 /// progress loop never waits for a worker that is gone.
 struct Running<'a>(&'a AtomicUsize);
@@ -280,7 +265,7 @@ fn random(args: &ConformArgs) -> ExitCode {
                     }
                     let case_seed = seed.wrapping_add(i);
                     let made = catch_unwind(AssertUnwindSafe(|| {
-                        make_case(case_seed, &profiles, args.max_ops)
+                        gen::case(case_seed, &profiles, args.max_ops)
                     }));
                     let case = match made {
                         Ok(case) => case,
