@@ -309,7 +309,7 @@ impl fmt::Display for Misuse {
                 "gostack: the GC marked {a:#x}, which was a stack but now lies in a heap span (its stack span was freed during GC)"
             ),
             Misuse::BadArena(why) => write!(f, "gostack: bad arena: {why}"),
-            Misuse::LayoutNotModeled(a) => write!(f, "gostack: goroutine frames on {a} are not modeled yet; accepted: amd64, 386"),
+            Misuse::LayoutNotModeled(a) => write!(f, "gostack: goroutine frames on {a} are not modeled yet; accepted: amd64, 386, arm64"),
             Misuse::BadFunc(name, why) => write!(f, "gostack: function {name}: {why}"),
             Misuse::NoSuchG(g) => write!(f, "gostack: no goroutine {g}"),
             Misuse::NoSuchFunc(i) => write!(f, "gostack: no function {i} in the table"),

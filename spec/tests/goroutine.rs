@@ -628,7 +628,7 @@ fn bad_input() {
     .add_func(Func::new("f", 8));
     assert_eq!(
         mips.unwrap_err().to_string(),
-        "gostack: goroutine frames on mips are not modeled yet; accepted: amd64, 386"
+        "gostack: goroutine frames on mips are not modeled yet; accepted: amd64, 386, arm64"
     );
 }
 
