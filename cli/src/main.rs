@@ -97,7 +97,19 @@ enum Command {
     },
     /// Run the stanzas of a file in the format of Go's test/nosplit.go (or
     /// that file itself) through the linker's nosplit check: one line per
-    /// stanza, `stanza N: accept` or `stanza N: reject: <chain>`.
+    /// stanza on stdout, `stanza N: accept` or `stanza N: reject: <chain>`,
+    /// and a summary line on stderr.
+    ///
+    /// The format is test/nosplit.go's table: `#` starts a comment; a
+    /// stanza (test case) is a sequence of functions, one per line (or
+    /// separated by `;`), each its name, its frame size, optionally
+    /// `nosplit`, then its body (`call f` for a call, `callind` for an
+    /// indirect call); a line starting `start ` begins a new stanza, whose
+    /// first function is `start`; an optional `REJECT` line ends it, naming
+    /// the architectures where the link must fail (all of them if none is
+    /// named). Where Go's linker may report nothing for a
+    /// rejected stanza (it then links it; Report::may_report_nothing) the
+    /// verdict says so and --check accepts either outcome.
     Nosplit {
         /// Target architecture, as GOARCH (GOOS is linux, as for the test).
         #[arg(long, value_enum, default_value = "amd64")]
@@ -147,6 +159,7 @@ fn main() -> ExitCode {
         return match nosplit::run(goarch.0, *race, release.0, *check, file) {
             Ok(run) => {
                 out!("{}", run.text);
+                errln!("{}", run.summary);
                 if run.mismatches > 0 {
                     match run.mismatches {
                         1 => errln!("gostack: 1 stanza differs from its REJECT line"),

@@ -80,7 +80,11 @@ fn check_passes_on_gos_own_table_for_every_arch() {
                 path,
             ]);
             assert_eq!(code, 0, "go{release} {arch}: {err}\n{out}");
-            assert!(err.is_empty(), "{err}");
+            assert!(
+                err.starts_with("71 stanzas on ")
+                    && err.ends_with(", 0 differ from their REJECT lines\n"),
+                "{err}"
+            );
             let lines: Vec<&str> = out.lines().collect();
             assert_eq!(lines.len(), 71, "go{release} {arch}");
             for (i, l) in lines.iter().enumerate() {
@@ -137,7 +141,10 @@ fn check_exits_1_on_a_mismatch() {
     let f = stanza_file("start 0\nstart 96 nosplit; REJECT amd64\nstart 128 nosplit; REJECT 386\n");
     let (code, out, err) = gostack(&["nosplit", "--check", f.path().to_str().unwrap()]);
     assert_eq!(code, 1, "{out}");
-    assert_eq!(err, "gostack: 2 stanzas differ from their REJECT lines\n");
+    assert_eq!(
+        err,
+        "3 stanzas on 1.23/amd64: 2 accept, 1 reject, 0 skipped, 2 differ from their REJECT lines\ngostack: 2 stanzas differ from their REJECT lines\n"
+    );
     assert!(
         out.contains("stanza 2: accept MISMATCH: the table (line 2) expects reject\n"),
         "{out}"
@@ -219,4 +226,41 @@ fn bad_options_and_files() {
         &["nosplit", bin.path().to_str().unwrap()],
         &["not UTF-8", "accepted"],
     );
+}
+
+/// Where Go's linker may report nothing and link the program
+/// (`Report::may_report_nothing`: every over-limit function is called by
+/// another), the verdict says so and `--check` accepts the stanza with or
+/// without a REJECT line; the summary on stderr counts it.
+#[test]
+fn a_stanza_go_may_also_link_is_flagged_and_either_outcome_checks() {
+    let cycle =
+        "start 768 nosplit call f1 call start call f1; f1 0 nosplit call start call f1 call start";
+    let f = stanza_file(&format!("{cycle}\nREJECT\n\n{cycle}\n\nstart 0\nREJECT\n"));
+    let p = f.path().to_str().unwrap();
+    let (code, out, err) = gostack(&["nosplit", "--check", p]);
+    assert_eq!(code, 1, "{out}{err}");
+    let lines: Vec<&str> = out.lines().collect();
+    for l in &lines[..2] {
+        assert!(
+            l.contains(": reject: ") && l.ends_with("(Go's linker may also link it: every function over the limit is called by another, and its report can come out empty)"),
+            "{l}"
+        );
+        assert!(!l.contains("MISMATCH"), "{l}");
+    }
+    assert!(lines[2].contains("MISMATCH"), "{}", lines[2]);
+    assert!(
+        err.contains("3 stanzas on 1.23/amd64: 1 accept, 2 reject (2 of them may also link), 0 skipped, 1 differ from their REJECT lines"),
+        "{err}"
+    );
+}
+
+/// `--help` explains the stanza format.
+#[test]
+fn help_explains_the_stanza_format() {
+    let (code, out, _) = gostack(&["nosplit", "--help"]);
+    assert_eq!(code, 0);
+    for part in ["call f", "callind", "REJECT", "nosplit", "`;`", "start"] {
+        assert!(out.contains(part), "{part}: {out}");
+    }
 }
