@@ -80,8 +80,11 @@ fn expect(rule: &str, base: &State, f: impl FnOnce(&mut State)) {
     }
 }
 
+/// A rule's name and the test that corrupts a state against it.
+type Case = (&'static str, Box<dyn Fn()>);
+
 /// Every rule, with the corruption that breaks it.
-fn cases() -> Vec<(&'static str, Box<dyn Fn()>)> {
+fn cases() -> Vec<Case> {
     vec![
         (
             "heap-tiling",
