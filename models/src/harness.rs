@@ -562,43 +562,64 @@ pub fn first_difference(
     a: &serde_json::Value,
     b: &serde_json::Value,
 ) -> Option<(String, serde_json::Value, serde_json::Value)> {
+    differences(a, b, 1).pop()
+}
+
+/// Up to `max` fields in which two JSON values differ, in order: each
+/// path (as [`first_difference`] gives it) and both values. An array of
+/// another length counts once, as its `.len`, after its common elements.
+pub fn differences(
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    max: usize,
+) -> Vec<(String, serde_json::Value, serde_json::Value)> {
+    let mut out = Vec::new();
+    collect_differences(a, b, "", max, &mut out);
+    out
+}
+
+fn collect_differences(
+    a: &serde_json::Value,
+    b: &serde_json::Value,
+    at: &str,
+    max: usize,
+    out: &mut Vec<(String, serde_json::Value, serde_json::Value)>,
+) {
     use serde_json::Value;
+    if out.len() >= max {
+        return;
+    }
     match (a, b) {
         (Value::Object(x), Value::Object(y)) => {
             for (k, va) in x {
+                let path = join(at, k);
                 match y.get(k) {
-                    Some(vb) => {
-                        if let Some((p, l, r)) = first_difference(va, vb) {
-                            return Some((join(k, &p), l, r));
-                        }
-                    }
-                    None => return Some((k.clone(), va.clone(), Value::Null)),
+                    Some(vb) => collect_differences(va, vb, &path, max, out),
+                    None if out.len() < max => out.push((path, va.clone(), Value::Null)),
+                    None => {}
                 }
             }
             for (k, vb) in y {
-                if !x.contains_key(k) {
-                    return Some((k.clone(), Value::Null, vb.clone()));
+                if !x.contains_key(k) && out.len() < max {
+                    out.push((join(at, k), Value::Null, vb.clone()));
                 }
             }
-            None
         }
         (Value::Array(x), Value::Array(y)) => {
             for (i, (va, vb)) in x.iter().zip(y).enumerate() {
-                if let Some((p, l, r)) = first_difference(va, vb) {
-                    return Some((format!("[{i}]{}", dot(&p)), l, r));
-                }
+                collect_differences(va, vb, &format!("{at}[{i}]"), max, out);
             }
-            if x.len() != y.len() {
+            if x.len() != y.len() && out.len() < max {
                 let n = x.len().min(y.len());
-                return Some((
-                    format!(".len (first {n} equal)"),
+                out.push((
+                    format!("{at}.len (first {n} equal)"),
                     Value::from(x.len()),
                     Value::from(y.len()),
                 ));
             }
-            None
         }
-        _ => (a != b).then(|| (String::new(), a.clone(), b.clone())),
+        _ if a != b => out.push((at.to_string(), a.clone(), b.clone())),
+        _ => {}
     }
 }
 
@@ -611,6 +632,9 @@ fn dot(p: &str) -> String {
 }
 
 fn join(k: &str, p: &str) -> String {
+    if k.is_empty() {
+        return p.to_string();
+    }
     format!("{k}{}", dot(p))
 }
 
@@ -638,6 +662,9 @@ pub enum Mismatch {
         spec: String,
         /// The other side's.
         other: String,
+        /// The other differing fields (path, spec's value, other side's),
+        /// up to [`MAX_DIFFERENCES`] in all.
+        more: Vec<(String, String, String)>,
     },
     /// An operation failed (alike on both sides) but the state changed:
     /// a failed operation must change nothing.
@@ -652,6 +679,9 @@ pub enum Mismatch {
         before: String,
         /// Its value after.
         after: String,
+        /// The other fields that changed (path, before, after), up to
+        /// [`MAX_DIFFERENCES`] in all.
+        more: Vec<(String, String, String)>,
     },
     /// A side panicked (a bug in itself: every input has a defined
     /// outcome).
@@ -722,19 +752,24 @@ impl fmt::Display for Divergence {
             n.saturating_sub(1)
         )?;
         match &self.mismatch {
-            Mismatch::Result { call, spec, other } => {
-                writeln!(f, "  results differ for {call}\n  spec: {spec}\n  impl: {other}")?
-            }
+            Mismatch::Result { call, spec, other } => writeln!(
+                f,
+                "  results differ for {call}\n  spec: {spec}\n  impl: {other}"
+            )?,
             Mismatch::Snapshot {
                 call,
                 result,
                 path,
                 spec,
                 other,
-            } => writeln!(
-                f,
-                "  snapshots differ after {call} (both returned {result})\n  at {path}\n  spec: {spec}\n  impl: {other}"
-            )?,
+                more,
+            } => {
+                writeln!(
+                    f,
+                    "  snapshots differ after {call} (both returned {result})\n  at {path}\n  spec: {spec}\n  impl: {other}"
+                )?;
+                write_more(f, more, "spec", "impl")?
+            }
             Mismatch::Invariant { call, violation } => {
                 writeln!(f, "  spec invariant broken after {call}: {violation}")?
             }
@@ -745,10 +780,14 @@ impl fmt::Display for Divergence {
                 path,
                 before,
                 after,
-            } => writeln!(
-                f,
-                "  {call} failed ({throw}) on both sides but changed the state\n  at {path}\n  before: {before}\n  after:  {after}"
-            )?,
+                more,
+            } => {
+                writeln!(
+                    f,
+                    "  {call} failed ({throw}) on both sides but changed the state\n  at {path}\n  before: {before}\n  after:  {after}"
+                )?;
+                write_more(f, more, "before", "after")?
+            }
         }
         write!(
             f,
@@ -756,6 +795,28 @@ impl fmt::Display for Divergence {
             serde_json::to_string(&self.case).unwrap_or_default()
         )
     }
+}
+
+/// The most differing fields a divergence lists.
+pub const MAX_DIFFERENCES: usize = 32;
+
+/// The differing fields after the first, one line each.
+fn write_more(
+    f: &mut fmt::Formatter<'_>,
+    more: &[(String, String, String)],
+    a: &str,
+    b: &str,
+) -> fmt::Result {
+    if !more.is_empty() {
+        writeln!(f, "  {} more differing fields:", more.len())?;
+    }
+    for (path, x, y) in more {
+        writeln!(f, "  at {path}: {a} {x}, {b} {y}")?;
+    }
+    if more.len() + 1 >= MAX_DIFFERENCES {
+        writeln!(f, "  (the list stops at {MAX_DIFFERENCES})")?;
+    }
+    Ok(())
 }
 
 /// The spec and (optionally) another side, driven in step.
@@ -854,24 +915,28 @@ impl<B: Machine> Harness<B> {
             let sa = (self.spec.snapshot(), self.spec.world());
             let sb = (other.snapshot(), other.world());
             if sa != sb {
-                let (path, x, y) = state_difference(&sa, &sb);
+                let mut diffs = state_differences(&sa, &sb).into_iter();
+                let (path, x, y) = diffs.next().unwrap_or_default();
                 return Err(self.diverged(Mismatch::Snapshot {
                     call: format!("{call:?}"),
                     result: format!("{a:?}"),
                     path,
                     spec: x,
                     other: y,
+                    more: diffs.collect(),
                 }));
             }
             if let (Err(t), Some(before)) = (&a, &self.last) {
                 if *before != sa {
-                    let (path, x, y) = state_difference(before, &sa);
+                    let mut diffs = state_differences(before, &sa).into_iter();
+                    let (path, x, y) = diffs.next().unwrap_or_default();
                     return Err(self.diverged(Mismatch::Changed {
                         call: format!("{call:?}"),
                         throw: format!("{t:?}"),
                         path,
                         before: x,
                         after: y,
+                        more: diffs.collect(),
                     }));
                 }
             }
@@ -1490,25 +1555,42 @@ impl<B: Machine> Harness<B> {
     }
 }
 
-/// The first differing field of two observed states (the snapshot and
-/// the rest, `world`), with both values as JSON: its path is
-/// `snapshot.goroutines[3].used[17]` or `world.chans[0].recvq`.
-pub fn state_difference(
+/// The differing fields of two observed states (the snapshot and the
+/// rest, `world`), at most [`MAX_DIFFERENCES`], each with both values as
+/// JSON: a path is `snapshot.goroutines[3].used[17]` or
+/// `world.chans[0].recvq`. Never empty for states that differ.
+pub fn state_differences(
     a: &(Snapshot, WorldSnap),
     b: &(Snapshot, WorldSnap),
-) -> (String, String, String) {
+) -> Vec<(String, String, String)> {
     let json = |s: &(Snapshot, WorldSnap)| {
         serde_json::json!({
             "snapshot": serde_json::to_value(&s.0).unwrap_or_default(),
             "world": serde_json::to_value(&s.1).unwrap_or_default(),
         })
     };
-    match first_difference(&json(a), &json(b)) {
-        Some((path, l, r)) => (path, l.to_string(), r.to_string()),
-        None => (
+    let found: Vec<(String, String, String)> = differences(&json(a), &json(b), MAX_DIFFERENCES)
+        .into_iter()
+        .map(|(p, l, r)| (p, l.to_string(), r.to_string()))
+        .collect();
+    if found.is_empty() && a != b {
+        return vec![(
             "(equal as JSON; differ in a field JSON does not show)".into(),
             format!("{a:?}"),
             format!("{b:?}"),
-        ),
+        )];
     }
+    found
+}
+
+/// The first differing field of two observed states (see
+/// [`state_differences`]).
+pub fn state_difference(
+    a: &(Snapshot, WorldSnap),
+    b: &(Snapshot, WorldSnap),
+) -> (String, String, String) {
+    state_differences(a, b)
+        .into_iter()
+        .next()
+        .unwrap_or_default()
 }

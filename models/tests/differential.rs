@@ -28,7 +28,7 @@
 //! found in the implementation (all fixed).
 
 use gostack::Runtime;
-use gostack_models::harness::{first_difference, Case, Harness, Mismatch};
+use gostack_models::harness::{differences, first_difference, Case, Harness, Mismatch};
 use gostack_models::{driver, gen, minimize, Op};
 use gostack_spec::goroutine::{Frame, Func, Slot};
 use gostack_spec::{Ctx, Stack, State, Throw};
@@ -91,6 +91,19 @@ fn divergence_is_reported() {
     assert_eq!(path, "gs[1].used[1]");
     assert_eq!((x, y), (5.into(), 7.into()));
     assert!(first_difference(&a, &a).is_none());
+    // Every differing field, in order, up to the bound.
+    let c = serde_json::json!({"gs": [{"used": [9, 2, 3]}, {"used": [4, 7]}], "p": 1});
+    let all: Vec<String> = differences(&a, &c, 10).into_iter().map(|d| d.0).collect();
+    assert_eq!(
+        all,
+        [
+            "gs[0].used[0]",
+            "gs[1].used[1]",
+            "gs[1].used.len (first 2 equal)",
+            "p"
+        ]
+    );
+    assert_eq!(differences(&a, &c, 2).len(), 2);
 
     // Spec against spec with different arenas: the harness compares
     // allocator results as offsets, so they agree; a changed maxstacksize
