@@ -1879,3 +1879,87 @@ fn efence_goroutines() {
     assert_eq!(t.size(g2), 4 * K);
     assert_eq!(t.s.stats().stack_sys, 24 * K);
 }
+
+/// shrinkstack's boundary (runtime/stack.go, both releases): a stack is
+/// kept when `hi - sched.sp + StackNosplit` (Go 1.19 calls the term
+/// `_StackLimit`) is at least a quarter of it, and halved one word below.
+#[test]
+fn shrink_boundary_is_exactly_a_quarter() {
+    for release in ["1.19", "1.23"] {
+        for below in [false, true] {
+            let mut c = Config::new(Profile::parse("linux", "amd64", false, release).unwrap());
+            c.arena_bytes = 64 << 20;
+            let mut s = State::new(c).unwrap();
+            let p = s.create_p().unwrap();
+            let mut t = T { s, p };
+            let bottom = t.func(ptr_func(&t, "bottom", 2));
+            let g = t.spawn(bottom);
+            // Grow to 8 KiB once, then come back.
+            let big = t.func(Func::new("big", 5000));
+            t.call(g, 0, big);
+            t.ret(g);
+            assert_eq!(t.size(g), 8 * K, "go{release}");
+            // A probe frame to measure what a call costs besides its frame.
+            let probe = t.func(Func::new("probe", 64));
+            t.call(g, 0, probe);
+            let gr = &t.s.gor.gs[&g];
+            let overhead = gr.stack.hi - gr.sp - 64;
+            t.ret(g);
+            // The frame that puts used exactly at a quarter (or a word under).
+            let quarter = 8 * K / 4;
+            let want_hi_minus_sp = quarter - t.s.consts.stack_nosplit - if below { 8 } else { 0 };
+            let f = t.func(Func::new("edge", want_hi_minus_sp - overhead));
+            t.call(g, 0, f);
+            let gr = &t.s.gor.gs[&g];
+            assert_eq!(gr.stack.hi - gr.sp, want_hi_minus_sp, "go{release}");
+            t.scan(g);
+            let size = t.size(g);
+            assert_eq!(
+                size,
+                if below { 4 * K } else { 8 * K },
+                "go{release}, used {} of a quarter {quarter}",
+                want_hi_minus_sp + t.s.consts.stack_nosplit
+            );
+            t.gc_end();
+        }
+    }
+}
+
+/// gcComputeStartingStackSize's guard term (runtime/stack.go, both
+/// releases): the new starting size is round2(average scanned size +
+/// StackGuard), so an average that brings the sum exactly to a power of
+/// two keeps it, and one byte more doubles it.
+#[test]
+fn starting_size_adds_the_guard_before_rounding() {
+    for release in ["1.19", "1.23"] {
+        for over in [0u64, 8] {
+            let mut c = Config::new(Profile::parse("linux", "amd64", false, release).unwrap());
+            c.arena_bytes = 64 << 20;
+            let mut s = State::new(c).unwrap();
+            let p = s.create_p().unwrap();
+            let mut t = T { s, p };
+            let guard = t.s.consts.stack_guard;
+            let bottom = t.func(ptr_func(&t, "bottom", 2));
+            let g = t.spawn(bottom);
+            let probe = t.func(Func::new("probe", 64));
+            t.call(g, 0, probe);
+            let gr = &t.s.gor.gs[&g];
+            let overhead = gr.stack.hi - gr.sp - 64;
+            t.ret(g);
+            // Scanned size such that size + guard = 4096 (+ over).
+            let scanned = 4096 - guard + over;
+            let f = t.func(Func::new("edge", scanned - overhead));
+            t.call(g, 0, f);
+            let gr = &t.s.gor.gs[&g];
+            assert_eq!(gr.stack.hi - gr.sp, scanned, "go{release}");
+            // The cycle's end runs gcComputeStartingStackSize.
+            t.scan(g);
+            t.gc_end();
+            assert_eq!(
+                t.s.gor.starting_stack_size,
+                if over == 0 { 4096 } else { 8192 },
+                "go{release}: average {scanned} + guard {guard}"
+            );
+        }
+    }
+}
