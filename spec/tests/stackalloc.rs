@@ -1087,3 +1087,55 @@ fn efence_region_must_fit() {
         Err(Throw::Misuse(Misuse::BadArena(_)))
     ));
 }
+
+/// The page heap's first fit at its edges (runtime/mheap.go `allocSpan`
+/// as the spec models it: lowest-addressed free run that fits, growth by
+/// 512-page chunks only when none does, the arena's end exact).
+#[test]
+fn page_heap_first_fit_edges() {
+    use gostack_spec::heap::{PageHeap, GROWTH_PAGES};
+    let mut h = PageHeap::new(0x10000, 2 * GROWTH_PAGES);
+    // A run of exactly the size asked is taken whole; one page more skips
+    // it for the next run that fits.
+    let a = h.alloc_span(3, SpanState::InUse).unwrap();
+    let b = h.alloc_span(1, SpanState::InUse).unwrap();
+    let c = h.alloc_span(4, SpanState::InUse).unwrap();
+    let _d = h.alloc_span(1, SpanState::InUse).unwrap();
+    assert_eq!(h.mapped_pages, GROWTH_PAGES);
+    h.free_span(a).unwrap();
+    h.free_span(c).unwrap();
+    assert_eq!(
+        h.alloc_span(3, SpanState::InUse),
+        Some(a),
+        "exact fit, lowest first"
+    );
+    h.free_span(a).unwrap();
+    assert_eq!(
+        h.alloc_span(4, SpanState::InUse),
+        Some(c),
+        "3 pages are one too few"
+    );
+    assert!(!h.free.contains_key(&4), "the 4-page run was taken whole");
+    // Freeing b between two free runs merges all three.
+    h.free_span(c).unwrap();
+    h.free_span(b).unwrap();
+    assert_eq!(h.free.get(&0), Some(&8));
+    // The rest of the first chunk is used before the heap grows; a span
+    // one page larger than what is free grows it by one chunk.
+    assert_eq!(h.free.values().max(), Some(&(GROWTH_PAGES - 9)));
+    let fill = h.alloc_span(GROWTH_PAGES - 9, SpanState::InUse).unwrap();
+    assert_eq!(h.mapped_pages, GROWTH_PAGES, "fits without growing");
+    h.free_span(fill).unwrap();
+    let grown = h.alloc_span(GROWTH_PAGES - 8, SpanState::InUse).unwrap();
+    assert_eq!(h.mapped_pages, 2 * GROWTH_PAGES, "one chunk more");
+    assert_eq!(
+        grown,
+        h.base + 9 * PAGE_SIZE,
+        "the last free run grew into the new chunk"
+    );
+    // The arena's end: what is left fits exactly; one page more does not.
+    let left: u64 = h.free.values().sum();
+    assert_eq!(h.alloc_span(left + 1, SpanState::InUse), None);
+    let tail = *h.free.iter().last().unwrap().1;
+    assert!(h.alloc_span(tail, SpanState::InUse).is_some());
+}
