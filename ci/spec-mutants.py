@@ -134,9 +134,13 @@ MUTANTS = [
      "stack_sys: self.heap.stack_inuse + self.sys.stacks_sys,", "stack_sys: self.heap.stack_inuse,"),
     ("Go 1.19 ReadMemStats does not throw after a sysFault (issue 14)", "spec/src/stack.rs",
      "&& s.sys.faulted > 0 {", "&& s.sys.faulted > 0 && false {"),
+    ("shrinkstack keeps a stack only above a quarter (> for >=)", "spec/src/goroutine.rs",
+     "if used >= avail / 4 {", "if used > avail / 4 {"),
+    ("gcComputeStartingStackSize leaves out the guard term", "spec/src/goroutine.rs",
+     "(size / n + self.consts.stack_guard)", "(size / n)"),
 ]
 
-TESTS = ["stackalloc", "gc_marker", "stackalloc_props", "goroutine", "goroutine_props"]
+TESTS = ["stackalloc", "gc_marker", "stackalloc_props", "goroutine", "goroutine_props", "invariants_negative"]
 
 
 def run(cmd, cwd, env):
