@@ -36,6 +36,36 @@
 //! - [`coverage`]: which branches and throws a run reached;
 //! - [`snapshot`]: the observable state and Go's statistics;
 //! - [`throw`] and [`gothrow`]: the error values.
+//!
+//! # Example
+//! A Go 1.23 linux/amd64 stack system: a goroutine whose frame does not
+//! fit its first 2 KiB stack grows to 4 KiB, a GC scan of it when shallow
+//! again halves it, and its exit keeps the stack for reuse.
+//! ```
+//! use gostack_spec::goroutine::Func;
+//! use gostack_spec::{check_invariants, Config, Ctx, Profile, State};
+//!
+//! let profile = Profile::parse("linux", "amd64", false, "1.23").unwrap();
+//! assert_eq!(profile.consts().stack_guard, 928);
+//! let mut s = State::new(Config::new(profile)).unwrap();
+//! let p = s.create_p().unwrap();
+//! let main = s.add_func(Func::new("main", 64)).unwrap();
+//! let big = s.add_func(Func::new("big", 1504)).unwrap();
+//! let g = s.spawn(Ctx::on(p), main).unwrap();
+//! let size = |s: &State| s.gor.gs[&g].stack.hi - s.gor.gs[&g].stack.lo;
+//! assert_eq!(size(&s), 2048);
+//! s.call(Ctx::on(p), g, 0, big).unwrap(); // the prologue fails: newstack
+//! assert_eq!(size(&s), 4096);
+//! s.ret(Ctx::on(p), g).unwrap();
+//! s.gc_start().unwrap();
+//! s.gc_scan(p, g).unwrap(); // scanstack shrinks it
+//! assert_eq!(size(&s), 2048);
+//! s.gc_end().unwrap();
+//! check_invariants(&s).unwrap();
+//! // A Go throw is a value with Go's exact text, and changes nothing.
+//! let err = s.stackalloc(Ctx::on(p), 3000).unwrap_err();
+//! assert_eq!(err.to_string(), "stack size not a power of 2");
+//! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
