@@ -2,7 +2,7 @@
 # Installs the Go toolchains the oracle tests use, with their sources, from
 # Debian's packages: Go 1.19 from bookworm, Go 1.23 from bookworm-backports
 # (added to the apt sources if absent, by copying the machine's bookworm
-# stanza, as DESIGN.md section 2 says). Does nothing when both are present.
+# stanza, as docs/ARCHITECTURE.md section 2 says). Does nothing when both are present.
 set -euo pipefail
 
 have() { [ -x "/usr/lib/go-$1/bin/go" ] && [ -f "/usr/lib/go-$1/src/runtime/stack.go" ] \

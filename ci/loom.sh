@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The loom models of the impl's concurrent protocols (DESIGN.md section 6),
+# The loom models of the impl's concurrent protocols (docs/ARCHITECTURE.md section 6),
 # each run exhaustively (release build, preemption bound LOOM_MAX_PREEMPTIONS,
 # default 3), then once per re-injected bug it must catch
 # (cfg(gostack_mutant = "...")): a mutant run must FAIL

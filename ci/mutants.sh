@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Teeth for the differential harness (DESIGN.md section 6): builds the
+# Teeth for the differential harness (docs/ARCHITECTURE.md section 6): builds the
 # implementation once per re-injected bug (`cfg(gostack_mutant = "NAME")` in
 # impl/src/stack.rs, goroutine.rs, adjust.rs and conc.rs) and
 # checks that something catches it, trying in order:

@@ -1,7 +1,7 @@
 //! # gostack: the Go goroutine stack system over real memory
 //!
 //! The optimized implementation of what `gostack-spec` specifies (see
-//! `DESIGN.md` sections 4 and 5): one arena reserved with memmap2, a page
+//! `docs/ARCHITECTURE.md` sections 4 and 5): one arena reserved with memmap2, a page
 //! heap with a bitmap and per-chunk summaries, span metadata in a table
 //! indexed by page, Go's stackpool / per-P stackcache / stackLarge with
 //! intrusive free lists stored in the free stacks themselves, Go's lock
@@ -21,6 +21,9 @@
 //!   `sysFault`, `sysFree`) and word access, the only `unsafe` code;
 //! - [`heap`]: the free-page bitmap with per-chunk summaries (first fit);
 //! - [`stack`]: the allocator, [`Stacks`] and [`P`];
+//! - [`sysalloc`]: stacks from the OS (`stackFromSystem`,
+//!   `GODEBUG=efence=1`), in a region above the arena, placed as the spec
+//!   places them;
 //! - [`runtime`]: [`Runtime`], the spec's API (Ps by id, [`gostack_spec::Ctx`]),
 //!   allocator and goroutines; the goroutine layer, the copy/adjust loops
 //!   and the allocation planner are private modules behind it.

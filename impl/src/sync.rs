@@ -1,5 +1,5 @@
 //! Every synchronization type the crate uses, from one place, so that a
-//! `cfg(loom)` build can swap them for loom's (DESIGN.md section 4).
+//! `cfg(loom)` build can swap them for loom's (docs/ARCHITECTURE.md section 4).
 //!
 //! Under `cfg(loom)` (`RUSTFLAGS="--cfg loom"`, ci/loom.sh) the locks and
 //! the atomics that order the allocator's shared state (the GC phase, P

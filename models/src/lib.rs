@@ -1,6 +1,6 @@
 //! # gostack-models: checking the implementation against the spec
 //!
-//! One operation language, one comparison, several drivers (DESIGN.md
+//! One operation language, one comparison, several drivers (docs/ARCHITECTURE.md
 //! section 6):
 //! - [`op`]: `enum Op`, every operation of the spec's API (allocator, GC,
 //!   goroutines, channels), naming objects by index into what is live,

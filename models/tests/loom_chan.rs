@@ -1,4 +1,4 @@
-//! Loom model 3 (DESIGN.md section 6): a GC worker shrinks a parked
+//! Loom model 3 (docs/ARCHITECTURE.md section 6): a GC worker shrinks a parked
 //! goroutine's stack while senders send to it (golang/go#12967, #13169).
 //!
 //! The goroutine parked in a select on two channels, its sudogs pointing

@@ -1,4 +1,4 @@
-//! Loom model 2 (DESIGN.md section 6): stack frees during a GC against
+//! Loom model 2 (docs/ARCHITECTURE.md section 6): stack frees during a GC against
 //! `freeStackSpans` (golang/go#11267).
 //!
 //! A GC thread starts a cycle (`gc_start`), reads pointers into two stacks

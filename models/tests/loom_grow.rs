@@ -1,4 +1,4 @@
-//! Loom model 5 (DESIGN.md section 6): a goroutine grows its stack while
+//! Loom model 5 (docs/ARCHITECTURE.md section 6): a goroutine grows its stack while
 //! a GC worker tries to scan and shrink it.
 //!
 //! One thread is the goroutine: it grows its stack (`gostack::Sched::grow`:

@@ -1,4 +1,4 @@
-//! Loom model 4 (DESIGN.md section 6): a GC worker scans, and may shrink,
+//! Loom model 4 (docs/ARCHITECTURE.md section 6): a GC worker scans, and may shrink,
 //! a goroutine that is parking on channels (golang/go#40641).
 //!
 //! One thread is the goroutine: it goes through a select's parking steps

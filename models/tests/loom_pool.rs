@@ -1,4 +1,4 @@
-//! Loom model 1 (DESIGN.md section 6): P caches against the global pool.
+//! Loom model 1 (docs/ARCHITECTURE.md section 6): P caches against the global pool.
 //!
 //! Two threads, each running on its own P, allocate and free stacks of one
 //! order so that their cache refills (`stackcacherefill`) and releases

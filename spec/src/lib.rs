@@ -6,7 +6,7 @@
 //! rules differ. Where this crate and Go disagree, Go is right and this crate
 //! has a bug.
 //!
-//! House rules (see `DESIGN.md` section 3):
+//! House rules (see `docs/ARCHITECTURE.md` section 3):
 //! - no `unsafe`, plain data structures, no cleverness;
 //! - one Rust function per Go function that matters, citing it by name and
 //!   file;

@@ -2,7 +2,7 @@
 //!
 //! Addresses are offsets from the arena base, so that two instances with
 //! arenas at different addresses compare equal when they behave alike
-//! (DESIGN.md section 5). Lists keep their order, head first.
+//! (docs/ARCHITECTURE.md section 5). Lists keep their order, head first.
 
 use crate::heap::{SpanState, PAGE_SIZE};
 use crate::stack::{GcPhase, State};
