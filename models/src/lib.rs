@@ -1,7 +1,8 @@
 //! # gostack-models: checking the implementation against the spec
 //!
 //! One operation language, one comparison, several drivers (docs/ARCHITECTURE.md
-//! section 6):
+//! section 6), and an allocator-level layer under them that checks any
+//! stack allocator against the spec's ([`alloc`]):
 //! - [`op`]: `enum Op`, every operation of the spec's API (allocator, GC,
 //!   goroutines, channels), naming objects by index into what is live,
 //!   with `Arbitrary` for libFuzzer and serde for JSON reproducers;
@@ -38,6 +39,7 @@
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod conc;
 pub mod driver;
 pub mod emu;

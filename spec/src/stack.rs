@@ -280,6 +280,28 @@ pub struct SysStacks {
     pub faulted: u64,
 }
 
+/// The checks `stackalloc` makes of a size before anything else, in
+/// order: above 2^32 (Go's `n` is a `uint32`: [`Misuse::StackTooLarge`]),
+/// not a power of two (Go's "stack size not a power of 2"), zero
+/// ([`Misuse::ZeroSizeStack`]), below `fixed_stack` ([`Misuse::StackTooSmall`]:
+/// Go never asks for less). Any stack allocator with Go's interface owes
+/// these answers; `gostack_models::alloc` holds candidates to them.
+pub fn check_stack_size(n: u64, fixed_stack: u64) -> Result<(), Throw> {
+    if n > u64::from(u32::MAX) {
+        return Err(Misuse::StackTooLarge(n).into());
+    }
+    if n & n.wrapping_sub(1) != 0 {
+        return Err(GoThrow::StackSizeNotPowerOf2.into());
+    }
+    if n == 0 {
+        return Err(Misuse::ZeroSizeStack.into());
+    }
+    if n < fixed_stack {
+        return Err(Misuse::StackTooSmall { n, fixed_stack }.into());
+    }
+    Ok(())
+}
+
 /// `stacklog2` (runtime/stack.go): floor of log2 of n, 0 for 0 and 1.
 pub fn stacklog2(mut n: u64) -> u32 {
     let mut log2 = 0;
@@ -562,22 +584,7 @@ impl State {
     }
 
     pub(crate) fn stackalloc_inner(&mut self, ctx: Ctx, n: u64) -> Result<Stack, Throw> {
-        if n > u64::from(u32::MAX) {
-            return Err(Misuse::StackTooLarge(n).into());
-        }
-        if n & n.wrapping_sub(1) != 0 {
-            return Err(GoThrow::StackSizeNotPowerOf2.into());
-        }
-        if n == 0 {
-            return Err(Misuse::ZeroSizeStack.into());
-        }
-        if n < self.consts.fixed_stack {
-            return Err(Misuse::StackTooSmall {
-                n,
-                fixed_stack: self.consts.fixed_stack,
-            }
-            .into());
-        }
+        check_stack_size(n, self.consts.fixed_stack)?;
         if let Some(p) = ctx.p {
             self.cache_mut(p)?;
         }
