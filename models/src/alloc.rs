@@ -11,7 +11,7 @@
 //!
 //! What "equal" means is a choice ([`Equality`]):
 //! - [`Equality::GoExact`]: the candidate claims to be Go's allocator; its
-//!   results and its [`StackAllocator::snapshot`] must equal the spec's
+//!   results and its [`StackAllocator::go_snapshot`] must equal the spec's
 //!   after every operation (pools, caches, spans, free lists in order).
 //!   `gostack::Runtime` passes this.
 //! - [`Equality::Behavioural`]: the candidate is some other design (a buddy
@@ -81,7 +81,7 @@ pub trait StackAllocator {
     fn stack_inuse(&self) -> u64;
     /// The spec's view of the allocator, for [`Equality::GoExact`]; `None`
     /// for a design of another shape.
-    fn snapshot(&self) -> Option<Snapshot> {
+    fn go_snapshot(&self) -> Option<Snapshot> {
         None
     }
 }
@@ -117,7 +117,7 @@ impl StackAllocator for State {
     fn stack_inuse(&self) -> u64 {
         self.stats().stack_inuse
     }
-    fn snapshot(&self) -> Option<Snapshot> {
+    fn go_snapshot(&self) -> Option<Snapshot> {
         Some(State::snapshot(self))
     }
 }
@@ -153,7 +153,7 @@ impl StackAllocator for gostack::Runtime {
     fn stack_inuse(&self) -> u64 {
         self.stats().stack_inuse
     }
-    fn snapshot(&self) -> Option<Snapshot> {
+    fn go_snapshot(&self) -> Option<Snapshot> {
         Some(gostack::Runtime::snapshot(self))
     }
 }
@@ -572,8 +572,8 @@ impl<A: StackAllocator> Pair<A> {
         let at = format!("after step {}", self.step);
         match self.mode {
             Equality::GoExact => {
-                let Some(got) = self.cand.snapshot() else {
-                    return Err("Go-exact equality needs StackAllocator::snapshot".into());
+                let Some(got) = self.cand.go_snapshot() else {
+                    return Err("Go-exact equality needs StackAllocator::go_snapshot".into());
                 };
                 let want = self.spec.snapshot();
                 if got != want {

@@ -3,12 +3,15 @@
 //! with the same names, arguments, results and throws, so that the harness
 //! drives both through one code path.
 
+use crate::alloc::StackAllocator;
 use gostack_spec::goroutine::{Frame, Func, Slot};
 use gostack_spec::snapshot::WorldSnap;
-use gostack_spec::{Config, Ctx, Snapshot, Stack, State, Throw};
+use gostack_spec::{Config, Ctx, Snapshot, State, Throw};
 
-/// One side of the comparison: every public operation of the spec.
-pub trait Machine {
+/// One side of the comparison: every public operation of the spec. The
+/// allocator's operations come from [`StackAllocator`], the layer under
+/// it, which third-party allocators implement alone.
+pub trait Machine: StackAllocator {
     /// A fresh instance (`State::new`, `Runtime::new`).
     fn create(config: Config) -> Result<Self, Throw>
     where
@@ -22,30 +25,12 @@ pub trait Machine {
     /// channels, sudogs, counters, pending markers).
     fn world(&self) -> WorldSnap;
 
-    /// `stackalloc`.
-    fn stackalloc(&mut self, ctx: Ctx, n: u64) -> Result<Stack, Throw>;
-    /// `stackfree`.
-    fn stackfree(&mut self, ctx: Ctx, stk: Stack) -> Result<(), Throw>;
-    /// `freeStackSpans`.
-    fn free_stack_spans(&mut self) -> Result<(), Throw>;
-    /// A new P.
-    fn create_p(&mut self) -> Result<u32, Throw>;
-    /// Destroy a P.
-    fn destroy_p(&mut self, p: u32) -> Result<(), Throw>;
-    /// Flush a P's caches.
-    fn flush_cache(&mut self, p: u32) -> Result<(), Throw>;
     /// `runtime.ReadMemStats`: every P's caches flushed, then the figures.
     fn read_mem_stats(&mut self) -> Result<gostack_spec::Stats, Throw>;
     /// Ordinary heap pages.
     fn heap_alloc(&mut self, npages: u64) -> Result<u64, Throw>;
     /// Return ordinary heap pages.
     fn heap_free(&mut self, base: u64) -> Result<(), Throw>;
-    /// `gcStart`.
-    fn gc_start(&mut self) -> Result<(), Throw>;
-    /// `gcMarkTermination`.
-    fn gc_mark_termination(&mut self) -> Result<(), Throw>;
-    /// `setGCPhase(_GCoff)`.
-    fn gc_off(&mut self) -> Result<(), Throw>;
     /// The end of a GC cycle.
     fn gc_end(&mut self) -> Result<(), Throw>;
     /// A GC marker reads a pointer.
@@ -159,24 +144,6 @@ macro_rules! forward {
             fn world(&self) -> WorldSnap {
                 <$t>::world(self)
             }
-            fn stackalloc(&mut self, ctx: Ctx, n: u64) -> Result<Stack, Throw> {
-                <$t>::stackalloc(self, ctx, n)
-            }
-            fn stackfree(&mut self, ctx: Ctx, stk: Stack) -> Result<(), Throw> {
-                <$t>::stackfree(self, ctx, stk)
-            }
-            fn free_stack_spans(&mut self) -> Result<(), Throw> {
-                <$t>::free_stack_spans(self)
-            }
-            fn create_p(&mut self) -> Result<u32, Throw> {
-                <$t>::create_p(self)
-            }
-            fn destroy_p(&mut self, p: u32) -> Result<(), Throw> {
-                <$t>::destroy_p(self, p)
-            }
-            fn flush_cache(&mut self, p: u32) -> Result<(), Throw> {
-                <$t>::flush_cache(self, p)
-            }
             fn read_mem_stats(&mut self) -> Result<gostack_spec::Stats, Throw> {
                 <$t>::read_mem_stats(self)
             }
@@ -185,15 +152,6 @@ macro_rules! forward {
             }
             fn heap_free(&mut self, base: u64) -> Result<(), Throw> {
                 <$t>::heap_free(self, base)
-            }
-            fn gc_start(&mut self) -> Result<(), Throw> {
-                <$t>::gc_start(self)
-            }
-            fn gc_mark_termination(&mut self) -> Result<(), Throw> {
-                <$t>::gc_mark_termination(self)
-            }
-            fn gc_off(&mut self) -> Result<(), Throw> {
-                <$t>::gc_off(self)
             }
             fn gc_end(&mut self) -> Result<(), Throw> {
                 <$t>::gc_end(self)

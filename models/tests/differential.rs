@@ -157,6 +157,39 @@ struct Skewed {
     inner: State,
 }
 
+impl gostack_models::alloc::StackAllocator for Skewed {
+    fn stackalloc(&mut self, ctx: Ctx, n: u64) -> Result<Stack, Throw> {
+        self.inner.stackalloc(ctx, n)
+    }
+    fn stackfree(&mut self, ctx: Ctx, stk: Stack) -> Result<(), Throw> {
+        self.inner.stackfree(ctx, stk)
+    }
+    fn free_stack_spans(&mut self) -> Result<(), Throw> {
+        self.inner.free_stack_spans()
+    }
+    fn create_p(&mut self) -> Result<u32, Throw> {
+        self.inner.create_p()
+    }
+    fn destroy_p(&mut self, p: u32) -> Result<(), Throw> {
+        self.inner.destroy_p(p)
+    }
+    fn flush_cache(&mut self, p: u32) -> Result<(), Throw> {
+        self.inner.flush_cache(p)
+    }
+    fn gc_start(&mut self) -> Result<(), Throw> {
+        self.inner.gc_start()
+    }
+    fn gc_mark_termination(&mut self) -> Result<(), Throw> {
+        self.inner.gc_mark_termination()
+    }
+    fn gc_off(&mut self) -> Result<(), Throw> {
+        self.inner.gc_off()
+    }
+    fn stack_inuse(&self) -> u64 {
+        self.inner.stack_inuse()
+    }
+}
+
 impl gostack_models::Machine for Skewed {
     fn create(config: gostack_spec::Config) -> Result<Self, gostack_spec::Throw> {
         Ok(Skewed {
@@ -182,24 +215,6 @@ impl gostack_models::Machine for Skewed {
         let skewed = if value == 0 { 0 } else { value.wrapping_add(8) };
         self.inner.set_ctxt(gid, skewed)
     }
-    fn stackalloc(&mut self, ctx: Ctx, n: u64) -> Result<Stack, Throw> {
-        self.inner.stackalloc(ctx, n)
-    }
-    fn stackfree(&mut self, ctx: Ctx, stk: Stack) -> Result<(), Throw> {
-        self.inner.stackfree(ctx, stk)
-    }
-    fn free_stack_spans(&mut self) -> Result<(), Throw> {
-        self.inner.free_stack_spans()
-    }
-    fn create_p(&mut self) -> Result<u32, Throw> {
-        self.inner.create_p()
-    }
-    fn destroy_p(&mut self, p: u32) -> Result<(), Throw> {
-        self.inner.destroy_p(p)
-    }
-    fn flush_cache(&mut self, p: u32) -> Result<(), Throw> {
-        self.inner.flush_cache(p)
-    }
     fn read_mem_stats(&mut self) -> Result<gostack_spec::Stats, Throw> {
         self.inner.read_mem_stats()
     }
@@ -208,15 +223,6 @@ impl gostack_models::Machine for Skewed {
     }
     fn heap_free(&mut self, base: u64) -> Result<(), Throw> {
         self.inner.heap_free(base)
-    }
-    fn gc_start(&mut self) -> Result<(), Throw> {
-        self.inner.gc_start()
-    }
-    fn gc_mark_termination(&mut self) -> Result<(), Throw> {
-        self.inner.gc_mark_termination()
-    }
-    fn gc_off(&mut self) -> Result<(), Throw> {
-        self.inner.gc_off()
     }
     fn gc_end(&mut self) -> Result<(), Throw> {
         self.inner.gc_end()

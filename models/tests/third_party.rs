@@ -90,5 +90,8 @@ fn go_exact_mode() {
     // Another design has no Go snapshot: Go-exact mode says so.
     let e = check_allocator(&c, |c| SegList::new(c, Bug::None), Equality::GoExact, 8, 20)
         .expect_err("seglist is not Go's allocator");
-    assert!(e.message.contains("needs StackAllocator::snapshot"), "{e}");
+    assert!(
+        e.message.contains("needs StackAllocator::go_snapshot"),
+        "{e}"
+    );
 }
