@@ -27,9 +27,25 @@ use std::sync::atomic::{AtomicU64, Ordering};
 /// Bytes of a machine word of the host, the unit of the intrusive links.
 pub const WORD: u64 = 8;
 
-/// The size of the OS page the kernel works in.
+// The OS layer speaks Linux: `madvise(MADV_DONTNEED)` zeroes private
+// anonymous pages there, and `MAP_NORESERVE` reserves without committing.
+// Elsewhere those mean other things, so refuse to build rather than run
+// with other semantics.
+#[cfg(not(any(target_os = "linux", miri)))]
+compile_error!("gostack's OS layer (impl/src/os.rs) supports Linux only (and Miri's interpreter); other systems need their own sysReserve/sysUnused/sysFault");
+
+/// The OS page the layer works in: 4 KiB, which every range it protects
+/// or releases is a multiple of (stacks from the system are rounded to it,
+/// as Go rounds them to `physPageSize`). [`Arena::sys_reserve`] refuses a
+/// host whose page is larger (some arm64 kernels use 16 or 64 KiB).
 fn os_page() -> u64 {
     4096
+}
+
+/// The host's page size, as the kernel reports it.
+#[cfg(not(miri))]
+fn host_page() -> u64 {
+    rustix::param::page_size() as u64
 }
 
 /// One reserved, contiguous range of address space.
@@ -70,6 +86,13 @@ impl Arena {
     /// bytes and uses the aligned part.
     #[cfg(not(miri))]
     pub fn sys_reserve(len: u64, align: u64) -> Result<Arena, OsError> {
+        if host_page() != os_page() {
+            return Err(OsError(format!(
+                "this host's page is {} bytes; gostack's OS layer needs {} (Go's physPageSize rounding and every protected range assume it)",
+                host_page(),
+                os_page()
+            )));
+        }
         if len == 0 || !align.is_power_of_two() || align < os_page() {
             return Err(OsError(format!(
                 "cannot reserve {len} bytes aligned to {align}"
