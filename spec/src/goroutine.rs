@@ -312,7 +312,14 @@ pub struct MStacks {
 /// What a word written into a frame is.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, Serialize)]
 pub enum Slot {
-    /// Word `i` of the locals (bit `i` of the locals map).
+    /// Word `i` of the frame's locals area, counted up from its bottom:
+    /// the address `varp - room + i*P`, where `room` is the whole area
+    /// below varp (the frame less the saved BP on amd64; less the saved LR
+    /// and frame-pointer words on arm64). A site's locals map describes the
+    /// top `len` words of that area (bit `j` is the word at
+    /// `varp - len*P + j*P`), so `Local(i)` is bit `i` of the map only
+    /// when the map covers the whole area; otherwise it is bit
+    /// `i - (room/P - len)`, and words below the map are not pointers.
     Local(usize),
     /// Word `i` of the arguments.
     Arg(usize),
