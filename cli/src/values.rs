@@ -21,29 +21,26 @@ pub struct GoarchArg(pub Goarch);
 #[derive(Clone, Copy, Debug)]
 pub struct ReleaseArg(pub Release);
 
-impl ValueEnum for GoosArg {
-    fn value_variants<'a>() -> &'a [Self] {
-        static ALL: LazyLock<Vec<GoosArg>> =
-            LazyLock::new(|| Goos::ALL.iter().map(|&g| GoosArg(g)).collect());
-        &ALL
-    }
+/// `ValueEnum` for a wrapper of a spec enum whose `ALL` lists its values
+/// and whose `name` is Go's spelling.
+macro_rules! spec_value_enum {
+    ($arg:ident, $spec:ident) => {
+        impl ValueEnum for $arg {
+            fn value_variants<'a>() -> &'a [Self] {
+                static ALL: LazyLock<Vec<$arg>> =
+                    LazyLock::new(|| $spec::ALL.iter().map(|&v| $arg(v)).collect());
+                &ALL
+            }
 
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        Some(PossibleValue::new(self.0.name()))
-    }
+            fn to_possible_value(&self) -> Option<PossibleValue> {
+                Some(PossibleValue::new(self.0.name()))
+            }
+        }
+    };
 }
 
-impl ValueEnum for GoarchArg {
-    fn value_variants<'a>() -> &'a [Self] {
-        static ALL: LazyLock<Vec<GoarchArg>> =
-            LazyLock::new(|| Goarch::ALL.iter().map(|&a| GoarchArg(a)).collect());
-        &ALL
-    }
-
-    fn to_possible_value(&self) -> Option<PossibleValue> {
-        Some(PossibleValue::new(self.0.name()))
-    }
-}
+spec_value_enum!(GoosArg, Goos);
+spec_value_enum!(GoarchArg, Goarch);
 
 impl ValueEnum for ReleaseArg {
     fn value_variants<'a>() -> &'a [Self] {

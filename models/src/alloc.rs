@@ -600,7 +600,6 @@ impl<A: StackAllocator> Pair<A> {
     /// again: it must succeed, without overlaps, and (behavioural mode)
     /// without the candidate holding more than at the peak.
     fn cleanup_and_reuse(&mut self) -> Result<(), String> {
-        let end = AllocOp::GcStop;
         if self.spec.gcphase == GcPhase::Mark {
             self.apply(&AllocOp::GcStop)?;
         }
@@ -631,12 +630,9 @@ impl<A: StackAllocator> Pair<A> {
         self.check_state()?;
         let held = self.cand.stack_inuse();
         if self.mode == Equality::Behavioural && held > peak_held.max(before) {
-            return self.fail(
-                &end,
-                format!(
-                    "memory was lost: after freeing everything and a GC cycle the candidate held {before} bytes; the case's largest set of stacks, which it once held in {peak_held} bytes, now needs {held}"
-                ),
-            );
+            return Err(format!(
+                "after the case (all freed, a GC cycle, the largest live set allocated again): memory was lost: once everything was freed the candidate held {before} bytes; the case's largest set of stacks, which it once held in {peak_held} bytes, now needs {held}"
+            ));
         }
         Ok(())
     }

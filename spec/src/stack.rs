@@ -717,8 +717,10 @@ impl State {
         self.config.stack_from_system || self.config.godebug.efence
     }
 
-    /// The `stackFromSystem` branch of `stackalloc`: `n` rounded up to the
-    /// physical page, mapped at the lowest free range of the region.
+    /// The `stackFromSystem` branch of `stackalloc` (runtime/stack.go, Go
+    /// 1.19 and 1.23; `sysAlloc` is runtime/mem.go): `n` rounded up to the
+    /// physical page, mapped at the lowest free range of the region; none
+    /// left is "out of memory (stackalloc)".
     fn sys_alloc(&mut self, n: u64) -> Result<Stack, Throw> {
         let len = n.div_ceil(PHYS_PAGE_SIZE) * PHYS_PAGE_SIZE;
         let (lo, run) = self
@@ -738,8 +740,9 @@ impl State {
         Ok(Stack { lo, hi: lo + len })
     }
 
-    /// The `stackFromSystem` branch of `stackfree`: `sysFault` with efence
-    /// or `stackFaultOnFree`, `sysFree` otherwise. Go takes any bounds
+    /// The `stackFromSystem` branch of `stackfree` (runtime/stack.go, Go
+    /// 1.19 and 1.23; `sysFault` and `sysFree` are runtime/mem.go):
+    /// `sysFault` with efence or `stackFaultOnFree`, `sysFree` otherwise. Go takes any bounds
     /// here (it would unmap or protect whatever it is given); the spec
     /// refuses bounds that are not a stack in use with
     /// [`Misuse::NotAStack`].
