@@ -631,6 +631,13 @@ fn replay(file: &std::path::Path) -> ExitCode {
                 ran.ops,
                 ran.failed
             );
+            if let Some(t) = &ran.died {
+                outln!(
+                    "the case ended at op {} with the fatal Go throw \"{t}\" ({} ops not run)",
+                    ran.ops - 1,
+                    case.ops.len() as u64 - ran.ops
+                );
+            }
             ExitCode::SUCCESS
         }
         Ok(Err(Ok(d))) => {

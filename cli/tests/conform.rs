@@ -66,6 +66,14 @@ fn cases_and_ops(out: &str) -> (u64, u64) {
     }
 }
 
+/// The ops of `case` a run applies: up to its first Go throw, which is
+/// fatal (the spec alone decides it, as both sides agree).
+fn ops_run(case: &Case) -> u64 {
+    gostack_models::driver::run_case::<gostack_spec::State>(case, true)
+        .unwrap()
+        .ops
+}
+
 fn scratch(name: &str) -> std::path::PathBuf {
     let dir = std::env::temp_dir().join(format!("gostack-conform-{}-{name}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
@@ -93,10 +101,10 @@ fn a_short_run_agrees_and_prints_coverage() {
     assert!(err.contains("0 divergences"), "{err}");
     let summary = out.lines().next().unwrap();
     assert!(summary.starts_with("12 cases, "), "{summary}");
-    // The op count is the sum of the cases' lengths, generated from the
-    // seeds alone.
-    let ops: usize = (5..17)
-        .map(|s| gostack_models::gen::case(s, &[], 120).ops.len())
+    // The op count is the sum of the cases' lengths up to their first Go
+    // throw (which ends a case), generated from the seeds alone.
+    let ops: u64 = (5..17)
+        .map(|s| ops_run(&gostack_models::gen::case(s, &[], 120)))
         .sum();
     assert!(
         summary.contains(&format!(" {ops} ops in ")),
@@ -158,7 +166,6 @@ fn replay_prints_every_step() {
         profile: "linux/amd64/1.23".into(),
         ops: vec![
             Op::Alloc(w, SizeSel::Order(0)),
-            Op::Alloc(Who::NoP, SizeSel::Raw(3000)),
             Op::Spawn(w, 0),
             Op::Recurse(w, GSel::Last, 0, 7, 4),
             Op::Unwind(w, GSel::Last, 255),
@@ -176,6 +183,8 @@ fn replay_prints_every_step() {
             Op::Exit(w, GSel::Last),
             Op::Free(w, 0),
             Op::GcEnd,
+            Op::Alloc(Who::NoP, SizeSel::Raw(3000)),
+            Op::GcStart,
         ],
     };
     let file = dir.join("case.json");
@@ -183,31 +192,37 @@ fn replay_prints_every_step() {
     let (code, out, err) = gostack(&["conform", "--replay", file.to_str().unwrap()]);
     assert_eq!(code, 0, "stdout:\n{out}\nstderr:\n{err}");
     assert!(
-        out.starts_with("profile linux/amd64/1.23, 13 ops\n"),
+        out.starts_with("profile linux/amd64/1.23, 14 ops\n"),
         "{out}"
     );
     let steps: Vec<&str> = out.lines().filter(|l| l.starts_with("step ")).collect();
-    assert_eq!(steps.len(), 13, "{out}");
+    assert_eq!(steps.len(), 13, "the fatal throw ends the case: {out}");
     assert!(steps[0].contains("-> Ok(Stack("), "{}", steps[0]);
-    assert!(
-        steps[1].contains("Err(Go(StackSizeNotPowerOf2))"),
-        "{}",
-        steps[1]
-    );
-    assert!(steps[2].ends_with("Ok(Id(0))"), "{}", steps[2]);
+    assert!(steps[1].ends_with("Ok(Id(0))"), "{}", steps[1]);
     // Four calls of a 4 KiB frame from a 2 KiB stack: it grows.
     assert!(
-        steps[3].contains("Burst([Unit, Unit, Unit, Unit], None)"),
+        steps[2].contains("Burst([Unit, Unit, Unit, Unit], None)"),
         "{}",
-        steps[3]
+        steps[2]
     );
     assert!(
-        steps[8].ends_with("Ok(Id(0))"),
+        steps[7].ends_with("Ok(Id(0))"),
         "the send readies g 0: {}",
-        steps[8]
+        steps[7]
+    );
+    assert!(
+        steps[12].contains("Err(Go(StackSizeNotPowerOf2))"),
+        "{}",
+        steps[12]
     );
     assert!(
         out.contains("no divergence: 13 ops, 1 failed alike"),
+        "{out}"
+    );
+    assert!(
+        out.contains(
+            "the case ended at op 12 with the fatal Go throw \"stack size not a power of 2\" (1 ops not run)"
+        ),
         "{out}"
     );
 }
@@ -405,7 +420,7 @@ fn quiet_and_json() {
                 "linux/arm64/1.19".to_string(),
                 "linux/386/1.23:stackNoCache=1".to_string(),
             ];
-            gostack_models::gen::case(s, &profiles, 300).ops.len() as u64
+            ops_run(&gostack_models::gen::case(s, &profiles, 300))
         })
         .sum();
     assert_eq!(v["ops"], ops);

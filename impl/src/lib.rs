@@ -99,7 +99,6 @@ pub mod heap;
 mod mstacks;
 pub mod os;
 pub mod runtime;
-mod sim;
 pub mod stack;
 mod sync;
 pub mod sysalloc;

@@ -68,6 +68,9 @@ pub struct Runtime {
     /// `sched.freem`: exited Ms' g0 stacks, oldest first.
     pub(crate) freem: Vec<(u32, Stack)>,
     pub(crate) next_m: u32,
+    /// The Go throw that killed the runtime, if one did (see
+    /// [`Runtime::dead`]).
+    dead: Option<gostack_spec::GoThrow>,
 }
 
 impl Runtime {
@@ -101,7 +104,39 @@ impl Runtime {
             ms: BTreeMap::new(),
             freem: Vec::new(),
             next_m: 0,
+            dead: None,
         })
+    }
+
+    /// The Go throw that killed the runtime, if one did. A throw is fatal,
+    /// as in Go: every later operation is refused with [`Misuse::Dead`],
+    /// and what the runtime holds is left as the throw found it (stacks an
+    /// operation allocated before it threw are not given back). Reading
+    /// (`snapshot`, `read_word`, `frames`) still works, for a post-mortem.
+    pub fn dead(&self) -> Option<&gostack_spec::GoThrow> {
+        self.dead.as_ref()
+    }
+
+    /// Refused with [`Misuse::Dead`] once a Go throw killed the runtime.
+    pub(crate) fn alive(&self) -> Result<(), Throw> {
+        match &self.dead {
+            Some(g) => Err(Misuse::Dead(*g).into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Runs a public operation unless the runtime is dead, and kills it
+    /// when the operation throws one of Go's throws.
+    pub(crate) fn fatal<T>(
+        &mut self,
+        f: impl FnOnce(&mut Runtime) -> Result<T, Throw>,
+    ) -> Result<T, Throw> {
+        self.alive()?;
+        let r = f(self);
+        if let Err(Throw::Go(g)) = &r {
+            self.dead = Some(*g);
+        }
+        r
     }
 
     /// The allocator (it works in real addresses).
@@ -371,14 +406,18 @@ impl Runtime {
 
     /// `stackalloc` (as `State::stackalloc`).
     pub fn stackalloc(&mut self, ctx: Ctx, n: u64) -> Result<Stack, Throw> {
-        self.require_world_running()?;
-        self.galloc(ctx, n)
+        self.fatal(|s| {
+            s.require_world_running()?;
+            s.galloc(ctx, n)
+        })
     }
 
     /// `stackfree` (as `State::stackfree`).
     pub fn stackfree(&mut self, ctx: Ctx, stk: Stack) -> Result<(), Throw> {
-        self.require_world_running()?;
-        self.gfree(ctx, stk)
+        self.fatal(|s| {
+            s.require_world_running()?;
+            s.gfree(ctx, stk)
+        })
     }
 
     /// Creates a P and returns its id.
@@ -386,12 +425,14 @@ impl Runtime {
     /// Refused while a GC cycle runs (until `freeStackSpans`), as
     /// [`Runtime::destroy_p`] is.
     pub fn create_p(&mut self) -> Result<u32, Throw> {
-        self.require_no_gc_cycle()?;
-        let p = self.stacks.new_p();
-        let id = p.id();
-        self.ps.insert(id, p);
-        self.next_p = self.next_p.max(id.wrapping_add(1));
-        Ok(id)
+        self.fatal(|s| {
+            s.require_no_gc_cycle()?;
+            let p = s.stacks.new_p();
+            let id = p.id();
+            s.ps.insert(id, p);
+            s.next_p = s.next_p.max(id.wrapping_add(1));
+            Ok(id)
+        })
     }
 
     /// `GOMAXPROCS` waits for a GC cycle to end (`stopTheWorldGC`).
@@ -417,90 +458,96 @@ impl Runtime {
     /// Refused while a GC cycle runs (until `freeStackSpans`):
     /// `GOMAXPROCS` waits for it (`stopTheWorldGC`).
     pub fn destroy_p(&mut self, p: u32) -> Result<(), Throw> {
-        self.require_no_gc_cycle()?;
-        let mut handle = self
-            .ps
-            .remove(&p)
-            .ok_or(Throw::Misuse(Misuse::NoSuchP(p)))?;
-        let r = self.stacks.stackcache_clear(&mut handle);
-        if let Err(t) = r {
-            self.ps.insert(p, handle);
-            return Err(t);
-        }
-        self.gfpurge(p);
-        self.unflushed.remove(&p);
-        self.prune_shadow();
-        Ok(())
+        self.fatal(|s| {
+            s.require_no_gc_cycle()?;
+            let mut handle = s.ps.remove(&p).ok_or(Throw::Misuse(Misuse::NoSuchP(p)))?;
+            let r = s.stacks.stackcache_clear(&mut handle);
+            if let Err(t) = r {
+                s.ps.insert(p, handle);
+                return Err(t);
+            }
+            s.gfpurge(p);
+            s.unflushed.remove(&p);
+            s.prune_shadow();
+            Ok(())
+        })
     }
 
     /// `mcache.prepareForSweep` on P `p`: its caches go to the pool once
     /// per cycle, after `gc_off`; otherwise nothing changes (as
     /// `State::flush_cache`).
     pub fn flush_cache(&mut self, p: u32) -> Result<(), Throw> {
-        let handle = self
-            .ps
-            .get_mut(&p)
-            .ok_or(Throw::Misuse(Misuse::NoSuchP(p)))?;
-        if !self.unflushed.contains(&p) {
-            return Ok(());
-        }
-        self.stacks.stackcache_clear(handle)?;
-        self.unflushed.remove(&p);
-        self.prune_shadow();
-        Ok(())
+        self.fatal(|s| {
+            let handle = s.ps.get_mut(&p).ok_or(Throw::Misuse(Misuse::NoSuchP(p)))?;
+            if !s.unflushed.contains(&p) {
+                return Ok(());
+            }
+            s.stacks.stackcache_clear(handle)?;
+            s.unflushed.remove(&p);
+            s.prune_shadow();
+            Ok(())
+        })
     }
 
     /// `runtime.ReadMemStats` (as `State::read_mem_stats`): every P's
     /// caches are flushed, each P's sweep flush stays due; returns the
     /// figures.
     pub fn read_mem_stats(&mut self) -> Result<Stats, Throw> {
-        self.require_world_running()?;
-        // Go 1.19's readmemstats_m consistency check fails once a stack
-        // from the system was sysFaulted (see the spec's read_mem_stats).
-        if self.config.profile.release == gostack_spec::Release::Go1_19
-            && self
-                .stacks
-                .system_stats()
-                .is_some_and(|s| s.faulted_bytes > 0)
-        {
-            return Err(gostack_spec::GoThrow::MappedReadyNotEqual.into());
-        }
-        for handle in self.ps.values_mut() {
-            self.stacks.stackcache_clear(handle)?;
-        }
-        self.prune_shadow();
-        Ok(self.stats())
+        self.fatal(|rt| {
+            rt.require_world_running()?;
+            // Go 1.19's readmemstats_m consistency check fails once a stack
+            // from the system was sysFaulted (see the spec's read_mem_stats).
+            if rt.config.profile.release == gostack_spec::Release::Go1_19
+                && rt
+                    .stacks
+                    .system_stats()
+                    .is_some_and(|s| s.faulted_bytes > 0)
+            {
+                return Err(gostack_spec::GoThrow::MappedReadyNotEqual.into());
+            }
+            for handle in rt.ps.values_mut() {
+                rt.stacks.stackcache_clear(handle)?;
+            }
+            rt.prune_shadow();
+            Ok(rt.stats())
+        })
     }
 
     /// Takes `npages` of ordinary heap memory; returns its address.
     pub fn heap_alloc(&mut self, npages: u64) -> Result<u64, Throw> {
-        self.require_world_running()?;
-        self.stacks.heap_alloc(npages).map(|a| self.to_va(a))
+        self.fatal(|s| {
+            s.require_world_running()?;
+            s.stacks.heap_alloc(npages).map(|a| s.to_va(a))
+        })
     }
 
     /// Returns heap memory taken with [`Runtime::heap_alloc`].
     pub fn heap_free(&mut self, base: u64) -> Result<(), Throw> {
-        self.require_world_running()?;
-        self.stacks
-            .heap_free(self.to_real(base))
-            .map_err(|t| self.va_throw(t))
+        self.fatal(|s| {
+            s.require_world_running()?;
+            s.stacks
+                .heap_free(s.to_real(base))
+                .map_err(|t| s.va_throw(t))
+        })
     }
 
     /// `gcStart`.
     pub fn gc_start(&mut self) -> Result<(), Throw> {
-        if self.stacks.gcphase() == GcPhase::Off
-            && !self.stacks.spans_pending_free()
-            && !self.unflushed.is_empty()
-        {
-            return Err(gostack_spec::GoThrow::PMcacheNotFlushed.into());
-        }
-        self.stacks.gc_start()?;
-        self.gor.free_g_stacks_done = false;
-        for g in &mut self.gor.gs {
-            g.gcscandone = false;
-        }
-        self.gor.n_stack_roots = self.gor.gs.len() as u32;
-        Ok(())
+        self.fatal(|s| {
+            if s.stacks.gcphase() == GcPhase::Off
+                && !s.stacks.spans_pending_free()
+                && !s.unflushed.is_empty()
+            {
+                return Err(gostack_spec::GoThrow::PMcacheNotFlushed.into());
+            }
+            s.stacks.gc_start()?;
+            s.gor.free_g_stacks_done = false;
+            for g in &mut s.gor.gs {
+                g.gcscandone = false;
+            }
+            s.gor.n_stack_roots = s.gor.gs.len() as u32;
+            Ok(())
+        })
     }
 
     /// `gcMarkTermination` (as `State::gc_mark_termination`): the stack
@@ -508,74 +555,82 @@ impl Runtime {
     /// starting stack size is computed, the pending markers mark, and the
     /// root job `markrootFreeGStacks` runs if no worker ran it.
     pub fn gc_mark_termination(&mut self) -> Result<(), Throw> {
-        // Everything that can refuse is checked before anything changes:
-        // the phase, the scans left and the starting size (planned), then
-        // the markers (the allocator's call, which changes nothing when it
-        // fails). The scans then run with the phase already
-        // _GCmarktermination, which frees treat as _GCmark.
-        let phase = self.stacks.gcphase();
-        if phase != GcPhase::Mark {
-            return Err(Misuse::WrongGcPhase {
-                op: "gcMarkTermination",
-                needs: GcPhase::Mark.name(),
-                found: phase.name(),
+        self.fatal(|s| {
+            // Everything that can refuse is checked before anything changes:
+            // the phase, the scans left and the starting size (planned), then
+            // the markers (the allocator's call, which changes nothing when it
+            // fails). The scans then run with the phase already
+            // _GCmarktermination, which frees treat as _GCmark.
+            let phase = s.stacks.gcphase();
+            if phase != GcPhase::Mark {
+                return Err(Misuse::WrongGcPhase {
+                    op: "gcMarkTermination",
+                    needs: GcPhase::Mark.name(),
+                    found: phase.name(),
+                }
+                .into());
             }
-            .into());
-        }
-        let p = self.plan_roots_left()?;
-        self.stacks
-            .gc_mark_termination()
-            .map_err(|t| self.va_throw(t))?;
-        self.scan_roots_left(p)?;
-        if !self.gor.free_g_stacks_done {
-            let ctx = match self.ps.keys().next() {
-                Some(&p) => Ctx::on(p),
-                None => Ctx::no_p(),
-            };
-            self.free_g_stacks(ctx)?;
-        }
-        self.gc_compute_starting_stack_size()
+            let p = s.plan_roots_left()?;
+            s.stacks.gc_mark_termination().map_err(|t| s.va_throw(t))?;
+            s.scan_roots_left(p)?;
+            if !s.gor.free_g_stacks_done {
+                let ctx = match s.ps.keys().next() {
+                    Some(&p) => Ctx::on(p),
+                    None => Ctx::no_p(),
+                };
+                s.free_g_stacks(ctx)?;
+            }
+            s.gc_compute_starting_stack_size()
+        })
     }
 
     /// `setGCPhase(_GCoff)`.
     pub fn gc_off(&mut self) -> Result<(), Throw> {
-        self.stacks.gc_off()?;
-        self.unflushed = self.ps.keys().copied().collect();
-        Ok(())
+        self.fatal(|s| {
+            s.stacks.gc_off()?;
+            s.unflushed = s.ps.keys().copied().collect();
+            Ok(())
+        })
     }
 
     /// `freeStackSpans`.
     pub fn free_stack_spans(&mut self) -> Result<(), Throw> {
-        self.stacks.free_stack_spans()?;
-        self.prune_shadow();
-        Ok(())
+        self.fatal(|s| {
+            s.stacks.free_stack_spans()?;
+            s.prune_shadow();
+            Ok(())
+        })
     }
 
     /// The end of a GC cycle, every P's cache flushed in id order.
     pub fn gc_end(&mut self) -> Result<(), Throw> {
-        if self.stacks.gcphase() == GcPhase::Mark {
-            self.gc_mark_termination()?;
-        }
-        let mut ps: Vec<&mut P> = self.ps.values_mut().collect();
-        self.stacks.gc_end(&mut ps).map_err(|t| self.va_throw(t))?;
-        self.unflushed.clear();
-        self.prune_shadow();
-        Ok(())
+        self.fatal(|s| {
+            if s.stacks.gcphase() == GcPhase::Mark {
+                s.gc_mark_termination()?;
+            }
+            let mut ps: Vec<&mut P> = s.ps.values_mut().collect();
+            s.stacks.gc_end(&mut ps).map_err(|t| s.va_throw(t))?;
+            s.unflushed.clear();
+            s.prune_shadow();
+            Ok(())
+        })
     }
 
     /// A GC marker reads `addr`.
     pub fn gc_mark_read(&mut self, addr: u64) -> Result<u32, Throw> {
-        let id = self
-            .stacks
-            .gc_mark_read(self.to_real(addr))
-            .map_err(|t| self.va_throw(t))?;
-        self.next_marker = self.next_marker.max(id.wrapping_add(1));
-        Ok(id)
+        self.fatal(|s| {
+            let id = s
+                .stacks
+                .gc_mark_read(s.to_real(addr))
+                .map_err(|t| s.va_throw(t))?;
+            s.next_marker = s.next_marker.max(id.wrapping_add(1));
+            Ok(id)
+        })
     }
 
     /// The marker marks what it read.
     pub fn gc_mark(&mut self, id: u32) -> Result<(), Throw> {
-        self.stacks.gc_mark(id).map_err(|t| self.va_throw(t))
+        self.fatal(|s| s.stacks.gc_mark(id).map_err(|t| s.va_throw(t)))
     }
 
     /// The observable state, as `State::snapshot`.
@@ -631,10 +686,17 @@ mod tests {
         let mut r = rt();
         assert_eq!(r.create_p().unwrap(), 0);
         assert_eq!(r.create_p().unwrap(), 1);
-        // Size checks come before the P check.
+        // Size checks come before the P check; a size that is not a power
+        // of two is a Go throw, fatal (so on another runtime).
+        let mut dead = rt();
+        dead.create_p().unwrap();
         assert_eq!(
-            r.stackalloc(Ctx::on(9), 3000),
+            dead.stackalloc(Ctx::on(9), 3000),
             Err(Throw::Go(GoThrow::StackSizeNotPowerOf2))
+        );
+        assert_eq!(
+            dead.stackalloc(Ctx::on(0), 8192),
+            Err(Throw::Misuse(Misuse::Dead(GoThrow::StackSizeNotPowerOf2)))
         );
         assert_eq!(
             r.stackalloc(Ctx::on(9), 8192),

@@ -7,7 +7,8 @@
 //! memory layout), public proptest strategies for its operations
 //! ([`alloc_ops`]), and an entry point, [`check_allocator`], that runs
 //! random operation sequences on a candidate and on the spec in step and
-//! shrinks any failure to a short sequence with proptest's own shrinking.
+//! shrinks any failure to a short sequence with proptest's own shrinking
+//! (finished by single-op deletions).
 //!
 //! What "equal" means is a choice ([`Equality`]):
 //! - [`Equality::GoExact`]: the candidate claims to be Go's allocator; its
@@ -34,7 +35,10 @@
 //! then `freeStackSpans`), Ps are made and destroyed only with the GC off,
 //! and the arena is large enough for every case, so out of memory is never
 //! the point. Hostile input is there too: sizes that are not powers of
-//! two or are too small, and frees of stacks that are not live.
+//! two or are too small, and frees of stacks that are not live. A Go
+//! throw is fatal (as in Go): once the results agree on one, the case
+//! ends there, its remaining operations and the final cleanup unchecked
+//! (the candidate need not die, but nothing after a throw is compared).
 //!
 //! ```
 //! use gostack_models::alloc::{check_allocator, Equality};
@@ -198,7 +202,8 @@ pub enum AllocOp {
     /// `stackfree` of a stack freed before (a double free), or of a live
     /// stack's lower half (not a stack).
     BadFree {
-        /// An index into the freed (or live) stacks.
+        /// An index into the freed (or live) stacks, newest first (so
+        /// that a case shrinks towards the stack freed last).
         i: u16,
         /// Free the lower half of a live stack instead.
         half: bool,
@@ -277,6 +282,9 @@ pub fn check_allocator<A: StackAllocator>(
         RunnerConfig {
             cases,
             failure_persistence: None,
+            // Proptest's default (512) can stop a 200-op case half-way
+            // through its shrinking; a case runs in microseconds.
+            max_shrink_iters: 20_000,
             ..RunnerConfig::default()
         },
         proptest::test_runner::TestRng::deterministic_rng(
@@ -288,10 +296,25 @@ pub fn check_allocator<A: StackAllocator>(
     });
     match result {
         Ok(()) => Ok(()),
-        Err(TestError::Fail(why, ops)) => Err(AllocFailure {
-            message: why.to_string(),
-            ops,
-        }),
+        Err(TestError::Fail(why, mut ops)) => {
+            // Proptest's vec shrinking makes one pass of deletions before it
+            // shrinks the elements; finish with single-op deletions until
+            // none keeps the case failing.
+            let mut message = why.to_string();
+            let mut i = 0;
+            while i < ops.len() {
+                let mut fewer = ops.clone();
+                fewer.remove(i);
+                match run_alloc_case(config, &make, mode, &fewer) {
+                    Err(m) => {
+                        ops = fewer;
+                        message = m;
+                    }
+                    Ok(()) => i += 1,
+                }
+            }
+            Err(AllocFailure { message, ops })
+        }
         Err(TestError::Abort(why)) => Err(AllocFailure {
             message: format!("the run was aborted: {why}"),
             ops: Vec::new(),
@@ -344,6 +367,10 @@ pub fn run_alloc_case<A: StackAllocator>(
     for (i, op) in ops.iter().enumerate() {
         pair.step = i;
         pair.apply(op)?;
+        if pair.spec.dead.is_some() {
+            // A Go throw, agreed on: fatal, the case ends here.
+            return Ok(());
+        }
         pair.check_state()?;
     }
     pair.step = ops.len();
@@ -498,7 +525,7 @@ impl<A: StackAllocator> Pair<A> {
                 if pick.is_empty() {
                     return Ok(());
                 }
-                let (mut w, mut g) = pick[i as usize % pick.len()];
+                let (mut w, mut g) = pick[pick.len() - 1 - i as usize % pick.len()];
                 if half {
                     w.hi = w.lo + (w.hi - w.lo) / 2;
                     g.hi = g.lo + (g.hi - g.lo) / 2;

@@ -16,6 +16,9 @@ pub struct Ran {
     /// Calls of the API they made (a burst op makes several; an op with
     /// nothing to act on, none).
     pub calls: u64,
+    /// The Go throw that ended the case before its last op, if one did (a
+    /// throw is fatal: the ops after it are not run).
+    pub died: Option<Throw>,
 }
 
 /// API calls an op's result stands for.
@@ -27,7 +30,8 @@ fn calls(r: &Result<Out, Throw>) -> u64 {
     }
 }
 
-/// Runs a case on the spec and `B` (or the spec alone when `solo`).
+/// Runs a case on the spec and `B` (or the spec alone when `solo`), up to
+/// its end or the first Go throw (which is fatal).
 /// `Err(Ok(d))` is a divergence; `Err(Err(msg))` a case that cannot even
 /// start (an unknown profile).
 pub fn run_case<B: Machine>(
@@ -48,6 +52,11 @@ pub fn run_case<B: Machine>(
         if r.is_err() {
             ran.failed += 1;
         }
+        if let Some(t) = h.dead() {
+            // A Go throw is fatal: the case ends here.
+            ran.died = Some(t.clone());
+            break;
+        }
     }
     Ok(ran)
 }
@@ -67,6 +76,11 @@ pub fn replay<B: Machine>(
         ran.calls += calls(&r);
         if r.is_err() {
             ran.failed += 1;
+        }
+        if let Some(t) = h.dead() {
+            // A Go throw is fatal: the case ends here.
+            ran.died = Some(t.clone());
+            break;
         }
     }
     Ok(ran)

@@ -37,8 +37,8 @@ fn gwho() -> impl Strategy<Value = Who> {
 /// Stack sizes: the pool orders and the first large sizes, and bad ones.
 pub fn size() -> impl Strategy<Value = SizeSel> {
     prop_oneof![
-        14 => (0u8..5).prop_map(SizeSel::Order),
-        5 => (5u8..10).prop_map(SizeSel::Order),
+        28 => (0u8..5).prop_map(SizeSel::Order),
+        10 => (5u8..10).prop_map(SizeSel::Order),
         1 => prop_oneof![
             Just(SizeSel::Raw(0)),
             Just(SizeSel::Raw(1024)),
@@ -207,7 +207,7 @@ fn alloc_ops() -> impl Strategy<Value = Op> {
         16 => (who(), any::<u16>()).prop_map(|(w, i)| Op::Free(w, i)),
         2 => (who(), size(), 1u8..40).prop_map(|(w, s, n)| Op::AllocMany(w, s, n)),
         2 => (who(), 1u8..40).prop_map(|(w, n)| Op::FreeMany(w, n)),
-        3 => (who(), any::<u16>(), any::<u8>()).prop_map(|(w, i, k)| Op::BadFree(w, i, k)),
+        1 => (who(), any::<u16>(), any::<u8>()).prop_map(|(w, i, k)| Op::BadFree(w, i, k)),
         2 => Just(Op::CreateP),
         1 => any::<u8>().prop_map(Op::DestroyP),
         1 => any::<u8>().prop_map(Op::FlushCache),
@@ -228,10 +228,10 @@ fn gc_ops() -> impl Strategy<Value = Op> {
     prop_oneof![
         4 => Just(Op::GcStart),
         2 => Just(Op::GcMarkTermination),
-        2 => Just(Op::GcOff),
+        1 => Just(Op::GcOff),
         3 => Just(Op::FreeStackSpans),
         3 => Just(Op::GcEnd),
-        6 => (0u8..4, prop_oneof![g(), waiting_g()]).prop_map(|(p, g)| Op::GcScan(p, g)),
+        4 => (0u8..4, prop_oneof![g(), waiting_g()]).prop_map(|(p, g)| Op::GcScan(p, g)),
         3 => (0u8..4).prop_map(Op::GcScanAll),
         1 => Just(Op::GcComputeStartingStackSize),
         3 => (0u8..4).prop_map(Op::GcFreeGStacks),
@@ -265,7 +265,7 @@ fn goroutine_ops() -> impl Strategy<Value = Op> {
             1 => prop_oneof![Just(1_000_000_000u64), Just(250_000_000), any::<u64>()].prop_map(Err),
         ].prop_map(Op::SetMaxStack),
         1 => g().prop_map(Op::IsShrinkStackSafe),
-        3 => g().prop_map(Op::EnterSyscall),
+        1 => g().prop_map(Op::EnterSyscall),
         3 => g().prop_map(Op::ExitSyscall),
         2 => (who(), 0u8..10).prop_map(|(w, f)| Op::NewProc(w, f)),
         2 => (who(), any::<u8>()).prop_map(|(w, i)| Op::Start(w, i)),
@@ -335,7 +335,9 @@ fn big() -> impl Strategy<Value = u8> {
 /// - dead goroutines keep stacks of the old starting size, the GC raises
 ///   it, a spawn drops the old stack (gfget);
 /// - a deep recursion under a small maxstacksize: stack overflow;
-/// - frees of stack bounds inside ordinary heap spans.
+/// - frees of stack bounds inside ordinary heap spans;
+/// - 39 stacks of 1 MiB: more than the arena (out of memory);
+/// - a large stack freed twice during a GC cycle ("mSpanList.insert").
 fn story() -> impl Strategy<Value = Vec<Op>> {
     let w = Who::P(0);
     prop_oneof![
@@ -449,6 +451,20 @@ fn story() -> impl Strategy<Value = Vec<Op>> {
             Op::SetMaxStack(Err(1_000_000_000)),
             Op::Exit(w, GSel::Last),
         ]),
+        // Megabyte stacks until the arena (or, with efence, the region of
+        // stacks from the system) runs out.
+        Just(vec![Op::AllocMany(w, SizeSel::Raw(1 << 20), 39)]),
+        // A large stack freed twice during a GC cycle.
+        Just(
+            to_mark()
+                .into_iter()
+                .chain([
+                    Op::Alloc(Who::NoP, SizeSel::Order(6)),
+                    Op::FreeMany(Who::NoP, 1),
+                    Op::BadFree(Who::NoP, 0, 2),
+                ])
+                .collect()
+        ),
         (1u16..8, any::<u16>()).prop_map(|(n, i)| vec![
             Op::HeapAlloc(n),
             Op::BadFree(Who::NoP, i, 5),
@@ -457,7 +473,30 @@ fn story() -> impl Strategy<Value = Vec<Op>> {
     ]
 }
 
+/// Whether a chunk of ops is built to end in one of Go's throws: a
+/// hostile free, a bad size, a small `maxstacksize`, a system call or a
+/// fork (a split then throws), a GC phase stepped by hand (a cycle left
+/// unflushed).
+fn throws_by_design(chunk: &[Op]) -> bool {
+    chunk.iter().any(|op| {
+        matches!(
+            op,
+            Op::BadFree(..)
+                | Op::Alloc(_, SizeSel::Raw(_))
+                | Op::AllocMany(_, SizeSel::Raw(_), _)
+                | Op::SetMaxStack(Ok(_))
+                | Op::EnterSyscall(_)
+                | Op::BeforeFork(_)
+                | Op::GcOff
+        )
+    })
+}
+
 /// A sequence of up to `max` ops: single ops, with a story now and then.
+/// A Go throw is fatal and ends the case, so the chunks built to throw
+/// ([`throws_by_design`]) come after the others, the stories among them
+/// before the single ops, each in generated order: the ordinary ops run
+/// first.
 pub fn ops(max: usize) -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(
         prop_oneof![
@@ -470,7 +509,17 @@ pub fn ops(max: usize) -> impl Strategy<Value = Vec<Op>> {
         1..max.max(2),
     )
     .prop_map(move |chunks| {
-        let mut v: Vec<Op> = chunks.into_iter().flatten().collect();
+        let (fatal, ordinary): (Vec<_>, Vec<_>) =
+            chunks.into_iter().partition(|c| throws_by_design(c));
+        // Stories (several ops) aim at rarer throws than a single hostile
+        // op does: they come first.
+        let (stories, single): (Vec<_>, Vec<_>) = fatal.into_iter().partition(|c| c.len() > 1);
+        let mut v: Vec<Op> = ordinary
+            .into_iter()
+            .chain(stories)
+            .chain(single)
+            .flatten()
+            .collect();
         v.truncate(max);
         v
     })

@@ -406,6 +406,14 @@ pub fn apply<M: Machine + ?Sized>(m: &mut M, call: &Call) -> Result<Out, Throw> 
     }
 }
 
+/// The Go throw an op's outcome ends with (a burst's included), if any.
+pub fn go_throw(r: &Result<Out, Throw>) -> Option<&Throw> {
+    match r {
+        Err(t @ Throw::Go(_)) | Ok(Out::Burst(_, Some(t @ Throw::Go(_)))) => Some(t),
+        _ => None,
+    }
+}
+
 /// A throw with its allocator addresses made offsets from `base`.
 fn norm(t: Throw, base: u64) -> Throw {
     let o = |a: u64| a.wrapping_sub(base);
@@ -830,6 +838,8 @@ pub struct Harness<B: Machine = State> {
     last: Option<(Snapshot, WorldSnap)>,
     /// Steps taken (bursts count once).
     pub steps: u64,
+    /// The Go throw that ended the case, if one did.
+    dead: Option<Throw>,
 }
 
 impl<B: Machine> Harness<B> {
@@ -861,6 +871,7 @@ impl<B: Machine> Harness<B> {
             ops: Vec::new(),
             last: None,
             steps: 0,
+            dead: None,
         };
         let mut prelude = vec![Op::CreateP, Op::CreateP];
         prelude.extend(standard_funcs().into_iter().map(Op::AddFunc));
@@ -891,9 +902,20 @@ impl<B: Machine> Harness<B> {
         &self.ops
     }
 
+    /// The Go throw both sides died of, if one ended the case. A throw is
+    /// fatal (as in Go): after it both sides must refuse every operation
+    /// with [`Misuse::Dead`], which later steps still compare, but their
+    /// states are no longer compared (the spec keeps the state from before
+    /// the throw, an implementation whatever the throw left), and drivers
+    /// end the case.
+    pub fn dead(&self) -> Option<&Throw> {
+        self.dead.as_ref()
+    }
+
     /// One op on both sides: equal results, equal snapshots and worlds,
-    /// nothing changed by a failed op, the spec's invariants. Returns the
-    /// spec's result.
+    /// nothing changed by a refused op, the spec's invariants. A Go throw
+    /// (equal on both sides) ends the case: see [`Harness::dead`]. Returns
+    /// the spec's result.
     pub fn step(&mut self, op: Op) -> Result<Result<Out, Throw>, Box<Divergence>> {
         let call = self.resolve(&op);
         self.ops.push(op);
@@ -911,6 +933,12 @@ impl<B: Machine> Harness<B> {
                     spec: format!("{a:?}"),
                     other: format!("{b:?}"),
                 }));
+            }
+            let fatal = self.dead.is_some() || go_throw(&a).is_some();
+            if fatal {
+                self.dead = self.dead.take().or_else(|| go_throw(&a).cloned());
+                self.record(&call, &a);
+                return Ok(a);
             }
             let sa = (self.spec.snapshot(), self.spec.world());
             let sb = (other.snapshot(), other.world());
@@ -941,6 +969,9 @@ impl<B: Machine> Harness<B> {
                 }
             }
             self.last = Some(sa);
+        }
+        if self.dead.is_none() {
+            self.dead = go_throw(&a).cloned();
         }
         if let Err(v) = check_invariants(&self.spec) {
             return Err(self.diverged(Mismatch::Invariant {
@@ -1341,6 +1372,12 @@ impl<B: Machine> Harness<B> {
                     (0, Some((lo, hi)), _) => Some((lo + 8, hi + 8)),
                     (4, Some((lo, hi)), _) => Some((lo, hi - (hi - lo) / 4)),
                     (1, Some((lo, hi)), _) => Some((lo, lo + 2 * (hi - lo))),
+                    (2, _, _) => self
+                        .held
+                        .freed
+                        .last()
+                        .copied()
+                        .filter(|st| !self.held.stacks.contains(st)),
                     (3, _, _) => {
                         let lo = (i as u64 * 0x800) % ARENA_BYTES;
                         Some((lo, lo + (fixed << (k % 6))))

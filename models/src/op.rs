@@ -184,8 +184,10 @@ pub enum Op {
     /// failure.
     FreeMany(Who, u8),
     /// `stackfree` of bounds derived from a held or freed stack: shifted
-    /// by a word, of twice the size, a stack already freed, arbitrary,
-    /// three quarters of the size, or a held heap span (by `kind % 6`).
+    /// by a word, of twice the size, the stack freed last (a double free),
+    /// arbitrary, three quarters of the size, or a held heap span (by
+    /// `kind % 6`); a kind with nothing to derive from takes a freed
+    /// stack by index.
     BadFree(Who, u16, u8),
     /// A new P.
     CreateP,

@@ -9,6 +9,12 @@
 //! as they are, throws included), `snapshot()` and `world()` must be equal,
 //! and the spec's invariants must hold.
 //!
+//! A Go throw is fatal, on both sides: a scenario marks each step that
+//! throws with `fatal!`, and runs once with all of them skipped, then once
+//! per throwing step, ending there (skipping a throwing step leaves the
+//! state the throw found, which is the state the spec keeps). The random
+//! mix ends at its first throw.
+//!
 //! `GOSTACK_DIFF_GOR_STEPS` sets the random run's length (default 400 per
 //! profile and seed).
 
@@ -30,6 +36,38 @@ struct Pair {
     r: Runtime,
     name: String,
     step: usize,
+    /// The `fatal!` step this run ends at (by index), if any.
+    fatal_at: Option<usize>,
+    /// `fatal!` steps met so far.
+    fatal_seen: usize,
+    /// Whether the run ended at its `fatal!` step (or, with `any_fatal`,
+    /// at any throw).
+    ended: bool,
+    /// Any step may throw, ending the run there (the random mix).
+    any_fatal: bool,
+}
+
+/// A step that ends in Go's throw `$want`: a throw is fatal, so it runs
+/// only when it is the run's chosen `fatal!` step, where both sides must
+/// throw it, die of it, and the scenario ends (the enclosing closure
+/// returns); otherwise it is skipped.
+macro_rules! fatal {
+    ($pair:expr, $want:expr, |$x:ident| $body:expr) => {{
+        let i = $pair.fatal_seen;
+        $pair.fatal_seen += 1;
+        if $pair.fatal_at == Some(i) {
+            let a = {
+                let $x = &mut $pair.s;
+                $body
+            };
+            let b = {
+                let $x = &mut $pair.r;
+                $body
+            };
+            $pair.compare_fatal(stringify!($body), a.map(|_| ()), b.map(|_| ()), $want);
+            return;
+        }
+    }};
 }
 
 /// Runs the same expression on both sides and compares the results and
@@ -79,13 +117,48 @@ impl Pair {
             r: Runtime::new(c).unwrap(),
             name: format!("{goos}/{arch} {rel}{}", if poison { " poison" } else { "" }),
             step: 0,
+            fatal_at: None,
+            fatal_seen: 0,
+            ended: false,
+            any_fatal: false,
         }
+    }
+
+    /// A `fatal!` step's outcome: `want` on both sides, and both dead of
+    /// it, refusing the next operation.
+    fn compare_fatal(
+        &mut self,
+        what: &str,
+        a: Result<(), Throw>,
+        b: Result<(), Throw>,
+        want: GoThrow,
+    ) {
+        self.step += 1;
+        let ctx = format!("{} step {} `{what}`", self.name, self.step);
+        assert_eq!(a, Err(Throw::Go(want)), "{ctx}: the spec");
+        assert_eq!(b, Err(Throw::Go(want)), "{ctx}: the impl");
+        assert_eq!(self.s.dead, Some(want), "{ctx}: the spec is dead");
+        assert_eq!(self.r.dead(), Some(&want), "{ctx}: the impl is dead");
+        let dead = Err(Throw::Misuse(Misuse::Dead(want)));
+        assert_eq!(self.s.create_p(), dead, "{ctx}: the spec refuses");
+        assert_eq!(self.r.create_p(), dead, "{ctx}: the impl refuses");
+        self.ended = true;
     }
 
     fn compare<T: PartialEq + Debug>(&mut self, what: &str, a: &T, b: &T) {
         self.step += 1;
         let ctx = format!("{} step {} `{what}`", self.name, self.step);
         assert_eq!(a, b, "{ctx}: results differ");
+        if let Some(t) = self.s.dead {
+            assert!(
+                self.any_fatal,
+                "{ctx}: threw \"{t}\", which is fatal: mark the step `fatal!`"
+            );
+            assert_eq!(self.r.dead(), Some(&t), "{ctx}: the impl is dead");
+            // Fatal: the states are no longer compared.
+            self.ended = true;
+            return;
+        }
         if let Err(v) = check_invariants(&self.s) {
             panic!("{ctx}: spec invariant: {v}");
         }
@@ -175,11 +248,19 @@ fn funcs(p: &mut Pair) -> Fns {
     }
 }
 
+/// Runs scenario `f` on every profile, with and without poisoned copies:
+/// once with its `fatal!` steps skipped, then once ending at each.
 fn each_profile(arena: u64, f: impl Fn(&mut Pair)) {
     for &(goos, arch, rel) in PROFILES {
         for poison in [false, true] {
             let mut p = Pair::new(goos, arch, rel, arena, poison);
             f(&mut p);
+            for k in 0..p.fatal_seen {
+                let mut q = Pair::new(goos, arch, rel, arena, poison);
+                q.fatal_at = Some(k);
+                f(&mut q);
+                assert!(q.ended, "{}: fatal step {k} not reached", q.name);
+            }
         }
     }
 }
@@ -239,15 +320,19 @@ fn shrink_scan_preempt_and_force_move() {
         both!(p, |x| x.call(ctx, h, 0, fs.big)).unwrap();
         both!(p, |x| x.ret(ctx, h)).unwrap();
         both!(p, |x| x.enter_syscall(h)).unwrap();
-        both!(p, |x| x.call(ctx, h, 0, fs.leaf)).unwrap_err();
+        fatal!(p, GoThrow::StackSplitAtBadTime, |x| x
+            .call(ctx, h, 0, fs.leaf));
         scan(p, pid, h).unwrap();
         both!(p, |x| x.exit_syscall(h)).unwrap();
         both!(p, |x| x.exit_syscall(h)).unwrap_err();
         both!(p, |x| x.set_async_safe_point(h, true)).unwrap();
         scan(p, pid, h).unwrap();
         both!(p, |x| x.request_preempt(h)).unwrap();
-        // The preemption would shrink at an unsafe point.
-        both!(p, |x| x.call(ctx, h, 0, fs.rec)).unwrap_err();
+        // Stopped at an async safe point, it cannot run a call.
+        assert_eq!(
+            both!(p, |x| x.call(ctx, h, 0, fs.rec)),
+            Err(Misuse::GNotRunnable(h).into())
+        );
         both!(p, |x| x.set_async_safe_point(h, false)).unwrap();
         both!(p, |x| x.call(ctx, h, 0, fs.rec)).unwrap();
         both!(p, |x| x.ret(ctx, h)).unwrap();
@@ -257,8 +342,8 @@ fn shrink_scan_preempt_and_force_move() {
         both!(p, |x| x.request_force_move(g)).unwrap();
         both!(p, |x| x.call(ctx, g, 0, fs.big)).unwrap();
         // A preemption that shrinks and then must grow: two copies in one
-        // call; first refused by maxstacksize after the shrink (nothing
-        // changes), then done.
+        // call; first a stack overflow against maxstacksize after the
+        // shrink (fatal), then done.
         let k = both!(p, |x| x.spawn(ctx, fs.main)).unwrap();
         for _ in 0..3 {
             both!(p, |x| x.call(ctx, k, 0, fs.big)).unwrap();
@@ -278,8 +363,7 @@ fn shrink_scan_preempt_and_force_move() {
         };
         let before = size(p);
         both!(p, |x| x.set_max_stack(before / 2));
-        let r = both!(p, |x| x.call(ctx, k, 0, fs.big));
-        assert!(r.is_err(), "{}", p.name);
+        fatal!(p, GoThrow::StackOverflow, |x| x.call(ctx, k, 0, fs.big));
         both!(p, |x| x.set_max_stack(1 << 30));
         let st0 = p.s.gor.stats.clone();
         both!(p, |x| x.call(ctx, k, 0, fs.big)).unwrap();
@@ -431,8 +515,8 @@ fn hostile_inputs() {
         // Junk in a live local pointer slot: caught when the stack moves.
         let junk = map_local(p, g, 0);
         both!(p, |x| x.write_slot(g, 0, junk, 7)).unwrap();
-        let r = both!(p, |x| x.call(ctx, g, 0, fs.big));
-        assert_eq!(r, Err(Throw::Go(GoThrow::InvalidPointerOnStack)));
+        fatal!(p, GoThrow::InvalidPointerOnStack, |x| x
+            .call(ctx, g, 0, fs.big));
         both!(p, |x| x.write_slot(g, 0, junk, 0)).unwrap();
         let _ = both!(p, |x| x.write_slot(g, 0, Slot::Local(0), u64::MAX));
         // A corrupt return address.
@@ -445,7 +529,7 @@ fn hostile_inputs() {
         };
         let saved = p.s.read_word(ra);
         both!(p, |x| x.poke(g, ra, 0x1234)).unwrap();
-        both!(p, |x| x.call(ctx, g, 0, fs.big)).unwrap_err();
+        fatal!(p, GoThrow::UnknownCallerPc, |x| x.call(ctx, g, 0, fs.big));
         both!(p, |x| x.frames(g)).unwrap_err();
         both!(p, |x| x.ret(ctx, g)).unwrap_err();
         both!(p, |x| x.poke(g, ra, saved)).unwrap();
@@ -454,14 +538,13 @@ fn hostile_inputs() {
         both!(p, |x| x.ret(ctx, g)).unwrap();
         // Stack overflow against maxstacksize, then out of memory.
         both!(p, |x| x.set_max_stack(4 << 10));
-        both!(p, |x| x.call(ctx, g, 0, fs.big)).unwrap_err();
+        fatal!(p, GoThrow::StackOverflow, |x| x.call(ctx, g, 0, fs.big));
         both!(p, |x| x.set_max_stack(1 << 30));
         let mut huge = Func::new("huge", 8 << 20);
         huge.max_sp_delta = 8 << 20;
         let hf = both!(p, |x| x.add_func(huge.clone())).unwrap();
-        let r = both!(p, |x| x.call(ctx, g, 0, hf));
-        assert_eq!(r, Err(Throw::Go(GoThrow::OutOfMemory)));
-        both!(p, |x| x.spawn(ctx, hf)).unwrap_err();
+        fatal!(p, GoThrow::OutOfMemory, |x| x.call(ctx, g, 0, hf));
+        fatal!(p, GoThrow::OutOfMemory, |x| x.spawn(ctx, hf));
         // NOSPLIT chains run off the bottom.
         for _ in 0..4 {
             let _ = both!(p, |x| x.call(ctx, g, 0, fs.nosplit));
@@ -482,17 +565,22 @@ fn hostile_inputs() {
         both!(p, |x| x.park_commit(g)).unwrap_err();
         both!(p, |x| x.park(g, &[])).unwrap_err();
         both!(p, |x| x.park(g, &[(0, 8)])).unwrap_err();
-        // Fill the heap, then spawn until the cached stacks run out too.
+        // Fill the heap, then spawn until the cached stacks run out too
+        // (running out is fatal: each step is tried on a copy of the spec
+        // first).
         for n in [64, 8, 1] {
-            while both!(p, |x| x.heap_alloc(n)).is_ok() {}
+            while would(p, |s| s.heap_alloc(n)) {
+                both!(p, |x| x.heap_alloc(n)).unwrap();
+            }
         }
         let mut n = 0;
-        while both!(p, |x| x.spawn(ctx, fs.main)).is_ok() {
+        while would(p, |s| s.spawn(ctx, fs.main)) {
+            both!(p, |x| x.spawn(ctx, fs.main)).unwrap();
             n += 1;
             assert!(n < 10_000);
         }
-        let bigger = both!(p, |x| x.stackalloc(ctx, 1 << 20));
-        assert!(bigger.is_err());
+        fatal!(p, GoThrow::OutOfMemory, |x| x.spawn(ctx, fs.main));
+        fatal!(p, GoThrow::OutOfMemory, |x| x.stackalloc(ctx, 1 << 20));
         // An interior address is no stack.
         both!(p, |x| x.stackfree(
             ctx,
@@ -503,6 +591,12 @@ fn hostile_inputs() {
         ))
         .unwrap_err();
     });
+}
+
+/// Whether `op` would succeed on the spec (tried on a copy: a failure
+/// there may be a fatal throw).
+fn would<T>(p: &Pair, op: impl FnOnce(&mut State) -> Result<T, Throw>) -> bool {
+    op(&mut p.s.clone()).is_ok()
 }
 
 /// The slot of bit `bit` of the innermost frame's 4-word locals map (the
@@ -535,6 +629,7 @@ fn random_mix() {
         for &(goos, arch, rel) in PROFILES {
             let mut p = Pair::new(goos, arch, rel, 8 << 20, seed == 2);
             p.name = format!("{} seed {seed}", p.name);
+            p.any_fatal = true;
             random_run(&mut p, seed, steps);
         }
     }
@@ -566,6 +661,10 @@ fn random_run(p: &mut Pair, seed: u64, steps: usize) {
     }
     let mut raw: Vec<Stack> = Vec::new();
     for _ in 0..steps {
+        if p.ended {
+            // A Go throw ended the run.
+            break;
+        }
         let gids: Vec<u32> = p.s.gor.gs.keys().copied().collect();
         let g = if gids.is_empty() {
             0
@@ -633,7 +732,11 @@ fn random_run(p: &mut Pair, seed: u64, steps: usize) {
                 let _ = both!(p, |x| x.gc_start());
             }
             18..=19 => {
-                let _ = both!(p, |x| x.gc_scan(pid, g));
+                // A second scan in one cycle is the fatal "g already
+                // scanned" (the scripted scenarios have it): skipped.
+                if p.s.gor.gs.get(&g).is_none_or(|x| !x.gcscandone) {
+                    let _ = both!(p, |x| x.gc_scan(pid, g));
+                }
             }
             20 => {
                 let _ = both!(p, |x| x.gc_end());
@@ -726,6 +829,9 @@ fn random_run(p: &mut Pair, seed: u64, steps: usize) {
         st.moves,
         p.s.gor.next_sudog
     );
+    if let Some(t) = p.s.dead {
+        eprintln!("{}: ended at step {} by the fatal \"{t}\"", p.name, p.step);
+    }
     assert!(st.growths > 0, "{}: the mix never grew a stack", p.name);
     let _ = Misuse::NoSuchG(0);
 }

@@ -130,11 +130,13 @@ fn misuse_name(m: &Misuse) -> &'static str {
         Misuse::WouldBlock(_) => "misuse: would block",
         Misuse::BadReturnAddress(_) => "misuse: bad return address",
         Misuse::NosplitOverrun(_) => "misuse: nosplit overrun",
+        Misuse::NosplitEntryOverrun(_) => "misuse: nosplit entry overrun",
         Misuse::RootJobDone(_) => "misuse: root job already done",
         Misuse::StartingStackTooLarge(_) => "misuse: starting stack above 2^30",
         Misuse::NotAStackRoot(_) => "misuse: not a stack root",
         Misuse::NotStarted(_) => "misuse: not started",
         Misuse::NoSuchM(_) => "misuse: no such M",
+        Misuse::Dead(_) => "misuse: the runtime is dead",
         Misuse::MStacksNotModeled(_) => "misuse: M stacks not modeled",
         Misuse::NoRoomForAsyncPreempt { .. } => "misuse: no room for an async preemption",
     }

@@ -506,6 +506,7 @@ impl State {
     /// Adds a function to the table after checking that its frame
     /// description fits its frame; returns its index.
     pub fn add_func(&mut self, f: Func) -> Result<usize, Throw> {
+        self.alive()?;
         self.require_layout()?;
         let p = self.ptr();
         let bad = |why: String| -> Result<usize, Throw> {
@@ -694,9 +695,16 @@ impl State {
     /// operation (Go's `newproc` puts the new goroutine in the P's
     /// `runnext`, so this is the schedule where the spawner yields right
     /// away).
+    ///
+    /// A NOSPLIT entry function whose frame does not fit on the stack the
+    /// goroutine would get is refused ([`Misuse::NosplitEntryOverrun`])
+    /// before anything changes, ahead of any throw the allocation could
+    /// raise: a refusal is decided before the first mutation.
     pub fn spawn(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
         self.require_world_running()?;
         self.transact(|s| {
+            let p = s.newproc_checks(ctx, func)?;
+            s.spawn_entry_fits(p, func)?;
             let id = s.newproc_inner(ctx, func)?;
             s.start_inner(ctx, id)?;
             Ok(id)
@@ -735,29 +743,65 @@ impl State {
         })
     }
 
+    /// Refuses a spawn whose NOSPLIT entry would overrun the new stack:
+    /// its length is `startingStackSize` when `gfget` finds a dead
+    /// goroutine (reused at that size or given a new stack of it), the
+    /// fixed size of `malg` otherwise, page-rounded when stacks come from
+    /// the system; the entry's SP sits `top` bytes below its top (and one
+    /// more word on x86 for goexit's return address).
+    fn spawn_entry_fits(&self, p: u32, func: usize) -> Result<(), Throw> {
+        let f = &self.gor.funcs[func];
+        if !f.nosplit {
+            return Ok(());
+        }
+        let found = self.gor.p_gfree.get(&p).is_some_and(|l| !l.is_empty())
+            || !self.gor.sched_gfree_stack.is_empty()
+            || !self.gor.sched_gfree_nostack.is_empty();
+        let n = if found {
+            self.gor.starting_stack_size
+        } else {
+            (self.consts.stack_system + self.consts.stack_min).next_power_of_two()
+        };
+        let ptr = self.ptr();
+        let uses_lr = self.uses_lr();
+        let top = (4 * ptr + self.min_frame()).next_multiple_of(if uses_lr { 16 } else { ptr });
+        let room = self.stack_len(n) - top - if uses_lr { 0 } else { ptr };
+        let below = if uses_lr && f.frame_size > 0 { ptr } else { 0 };
+        if room < f.frame_size + below {
+            return Err(Misuse::NosplitEntryOverrun(f.name.clone()).into());
+        }
+        Ok(())
+    }
+
     fn start_inner(&mut self, ctx: Ctx, gid: u32) -> Result<(), Throw> {
         self.execute(gid)?;
         self.enter(ctx, gid)
     }
 
-    fn newproc_inner(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
-        let s = self;
-        s.require_layout()?;
+    /// `newproc`'s refusals; returns the P.
+    fn newproc_checks(&self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
+        self.require_layout()?;
         let p = ctx.p.ok_or(Throw::Misuse(Misuse::NeedsP("newproc")))?;
-        s.stack_p_exists(p)?;
-        if func >= s.gor.funcs.len() {
+        self.stack_p_exists(p)?;
+        if func >= self.gor.funcs.len() {
             return Err(Misuse::NoSuchFunc(func).into());
         }
-        if s.gor.funcs[func].args_size != 0 {
+        if self.gor.funcs[func].args_size != 0 {
             // newproc1 starts only a func() (the compiler wraps a go
             // statement's call in a closure without arguments).
-            let name = s.gor.funcs[func].name.clone();
+            let name = self.gor.funcs[func].name.clone();
             return Err(Misuse::BadFunc(
                 name,
                 "a goroutine's entry function takes no arguments".into(),
             )
             .into());
         }
+        Ok(p)
+    }
+
+    fn newproc_inner(&mut self, ctx: Ctx, func: usize) -> Result<u32, Throw> {
+        let p = self.newproc_checks(ctx, func)?;
+        let s = self;
         let id = match s.gfget(ctx, p)? {
             Some(id) => {
                 crate::coverage::hit("gfget: reuse a dead goroutine");
@@ -1093,16 +1137,18 @@ impl State {
     /// The innermost frame moves to call site `site` (its live pointer maps
     /// change).
     pub fn set_site(&mut self, gid: u32, site: usize) -> Result<(), Throw> {
-        self.require_world_running()?;
-        self.require_runnable(gid)?;
-        let Pc::At(f, _) = self.g(gid)?.pc else {
-            return Err(Misuse::NotAtEntry(gid).into());
-        };
-        if site >= self.gor.funcs[f].sites.len() {
-            return Err(Misuse::NoSuchSite(f, site).into());
-        }
-        self.g_mut(gid)?.pc = Pc::At(f, site);
-        Ok(())
+        self.fatal(|s| {
+            s.require_world_running()?;
+            s.require_runnable(gid)?;
+            let Pc::At(f, _) = s.g(gid)?.pc else {
+                return Err(Misuse::NotAtEntry(gid).into());
+            };
+            if site >= s.gor.funcs[f].sites.len() {
+                return Err(Misuse::NoSuchSite(f, site).into());
+            }
+            s.g_mut(gid)?.pc = Pc::At(f, site);
+            Ok(())
+        })
     }
 
     /// The goroutine runs Go code: runnable (between operations it stands
@@ -1189,40 +1235,46 @@ impl State {
         slot: Slot,
         value: u64,
     ) -> Result<(), Throw> {
-        self.require_world_running()?;
-        self.require_runnable(gid)?;
-        if value > self.word_mask() {
-            return Err(Invalid::NotAPointer {
-                value,
-                bits: 8 * self.ptr() as u32,
+        self.fatal(|s| {
+            s.require_world_running()?;
+            s.require_runnable(gid)?;
+            if value > s.word_mask() {
+                return Err(Invalid::NotAPointer {
+                    value,
+                    bits: 8 * s.ptr() as u32,
+                }
+                .into());
             }
-            .into());
-        }
-        let addr = self.slot_addr(gid, frame, slot)?;
-        self.write_mem(addr, value);
-        Ok(())
+            let addr = s.slot_addr(gid, frame, slot)?;
+            s.write_mem(addr, value);
+            Ok(())
+        })
     }
 
     /// Writes any word of a goroutine's used stack, return addresses
     /// included: the hostile operation that lets tests corrupt frames.
     pub fn poke(&mut self, gid: u32, addr: u64, value: u64) -> Result<(), Throw> {
-        self.require_world_running()?;
-        let g = self.g(gid)?;
-        let p = self.ptr();
-        if addr < g.sp || addr >= g.stack.hi || addr % p != 0 || value > self.word_mask() {
-            return Err(Misuse::NotInUsedStack(gid, addr).into());
-        }
-        self.write_mem(addr, value);
-        self.g_mut(gid)?.corrupted = true;
-        Ok(())
+        self.fatal(|s| {
+            s.require_world_running()?;
+            let g = s.g(gid)?;
+            let p = s.ptr();
+            if addr < g.sp || addr >= g.stack.hi || addr % p != 0 || value > s.word_mask() {
+                return Err(Misuse::NotInUsedStack(gid, addr).into());
+            }
+            s.write_mem(addr, value);
+            s.g_mut(gid)?.corrupted = true;
+            Ok(())
+        })
     }
 
     /// Sets the closure-context register (`sched.ctxt`).
     pub fn set_ctxt(&mut self, gid: u32, value: u64) -> Result<(), Throw> {
-        self.require_world_running()?;
-        self.require_runnable(gid)?;
-        self.g_mut(gid)?.ctxt = value & self.word_mask();
-        Ok(())
+        self.fatal(|s| {
+            s.require_world_running()?;
+            s.require_runnable(gid)?;
+            s.g_mut(gid)?.ctxt = value & s.word_mask();
+            Ok(())
+        })
     }
 
     /// Pushes a defer record for frame `frame` calling `fn_value`: on the
@@ -1281,15 +1333,17 @@ impl State {
 
     /// Pops the first defer record (it ran).
     pub fn defer_pop(&mut self, gid: u32) -> Result<(), Throw> {
-        self.require_world_running()?;
-        self.require_runnable(gid)?;
-        let head = self.g(gid)?.defer_head;
-        if head == 0 {
-            return Err(Misuse::NoDefer(gid).into());
-        }
-        let link = self.read_word(head + self.defer_link_offset());
-        self.g_mut(gid)?.defer_head = link;
-        Ok(())
+        self.fatal(|s| {
+            s.require_world_running()?;
+            s.require_runnable(gid)?;
+            let head = s.g(gid)?.defer_head;
+            if head == 0 {
+                return Err(Misuse::NoDefer(gid).into());
+            }
+            let link = s.read_word(head + s.defer_link_offset());
+            s.g_mut(gid)?.defer_head = link;
+            Ok(())
+        })
     }
 
     /// Sets the head of the panic list (`gp._panic`) to a panic record at a
@@ -1324,15 +1378,17 @@ impl State {
     /// Asks goroutine `gid` to stop at its next prologue: `stackguard0 =
     /// stackPreempt` (`preemptone`, runtime/proc.go).
     pub fn request_preempt(&mut self, gid: u32) -> Result<(), Throw> {
-        self.require_world_running()?;
-        let preempt = self.consts.stack_preempt;
-        let g = self.g_mut(gid)?;
-        if g.status == GStatus::Dead {
-            return Err(Misuse::GNotRunnable(gid).into());
-        }
-        g.preempt = true;
-        g.stackguard0 = preempt;
-        Ok(())
+        self.fatal(|s| {
+            s.require_world_running()?;
+            let preempt = s.consts.stack_preempt;
+            let g = s.g_mut(gid)?;
+            if g.status == GStatus::Dead {
+                return Err(Misuse::GNotRunnable(gid).into());
+            }
+            g.preempt = true;
+            g.stackguard0 = preempt;
+            Ok(())
+        })
     }
 
     /// Asks for a stack move at the next prologue: `stackguard0 =
@@ -1340,11 +1396,13 @@ impl State {
     /// does; the goroutine calls that on itself, so it must be running Go
     /// code (not in a system call, a fork, or parked).
     pub fn request_force_move(&mut self, gid: u32) -> Result<(), Throw> {
-        self.require_world_running()?;
-        self.require_runnable_not_forking(gid)?;
-        let force = self.consts.stack_force_move;
-        self.g_mut(gid)?.stackguard0 = force;
-        Ok(())
+        self.fatal(|s| {
+            s.require_world_running()?;
+            s.require_runnable_not_forking(gid)?;
+            let force = s.consts.stack_force_move;
+            s.g_mut(gid)?.stackguard0 = force;
+            Ok(())
+        })
     }
 
     /// Sets `maxstacksize` (`debug.SetMaxStack`, runtime/debug).
@@ -1454,21 +1512,56 @@ impl State {
             crate::coverage::hit("shrinkstack: gcshrinkstackoff");
             return Ok(());
         }
+        match self.shrink_target(&g) {
+            Err(Keep::BelowFixedStack) => {
+                crate::coverage::hit("shrinkstack: below fixedStack");
+                Ok(())
+            }
+            Err(Keep::QuarterUsed) => {
+                crate::coverage::hit("shrinkstack: more than a quarter used");
+                Ok(())
+            }
+            Ok(newsize) => {
+                crate::coverage::hit("shrinkstack: halve");
+                self.gor.stats.shrinks += 1;
+                self.copystack(ctx, gid, newsize)
+            }
+        }
+    }
+
+    /// `shrinkstack`'s size rule: half the stack, unless that is below
+    /// fixedStack or a quarter or more of the stack is in use (counting
+    /// `stackNosplit` as used); the reason it keeps the stack otherwise.
+    fn shrink_target(&self, g: &G) -> Result<u64, Keep> {
         let oldsize = g.stack.hi - g.stack.lo;
         let newsize = oldsize / 2;
         if newsize < self.consts.fixed_stack {
-            crate::coverage::hit("shrinkstack: below fixedStack");
-            return Ok(());
+            return Err(Keep::BelowFixedStack);
         }
         let avail = oldsize;
         let used = g.stack.hi - g.sp + self.consts.stack_nosplit;
         if used >= avail / 4 {
-            crate::coverage::hit("shrinkstack: more than a quarter used");
-            return Ok(());
+            return Err(Keep::QuarterUsed);
         }
-        crate::coverage::hit("shrinkstack: halve");
-        self.gor.stats.shrinks += 1;
-        self.copystack(ctx, gid, newsize)
+        Ok(newsize)
+    }
+
+    /// `copystack`'s one refusal, decided before anything changes: with
+    /// `activeStackChans` it locks the channels the goroutine waits on
+    /// (`syncadjustsudogs`), and one held elsewhere would block.
+    fn chans_unlocked(&self, g: &G) -> Result<(), Throw> {
+        if g.active_stack_chans {
+            for sid in &g.waiting {
+                let c = self.gor.sudogs[sid].c;
+                if self.gor.chans[&c].locked_by.is_some() {
+                    return Err(Misuse::WouldBlock(
+                        "copystack: a channel the goroutine waits on is locked",
+                    )
+                    .into());
+                }
+            }
+        }
+        Ok(())
     }
 
     fn adjustpointer(&mut self, old: Stack, delta: u64, addr: u64) {
@@ -1594,6 +1687,7 @@ impl State {
             return Err(GoThrow::NilStackbase.into());
         }
         let used = old.hi - g.sp;
+        self.chans_unlocked(&g)?;
         let new = self.stackalloc_inner(ctx, newsize)?;
         if self.config.poison_copy {
             self.fill(new, 0xfd);
@@ -1610,16 +1704,8 @@ impl State {
         } else {
             sghi = self.findsghi(gid, old)?;
             // syncadjustsudogs: lock the distinct channels, adjust, copy the
-            // part of the stack up to sghi, unlock.
-            for sid in &g.waiting {
-                let c = self.gor.sudogs[sid].c;
-                if self.gor.chans[&c].locked_by.is_some() {
-                    return Err(Misuse::WouldBlock(
-                        "copystack: a channel the goroutine waits on is locked",
-                    )
-                    .into());
-                }
-            }
+            // part of the stack up to sghi, unlock (none is held elsewhere:
+            // checked above).
             crate::coverage::hit("copystack: sudogs under the channel locks");
             self.adjustsudogs(gid, old, delta)?;
             if sghi != 0 {
@@ -1731,15 +1817,17 @@ impl State {
     /// fails) and `throwsplit` set, so that a split before `exitsyscall`
     /// throws "runtime: stack split at bad time".
     pub fn enter_syscall(&mut self, gid: u32) -> Result<(), Throw> {
-        self.require_world_running()?;
-        self.require_runnable_not_forking(gid)?;
-        let preempt = self.consts.stack_preempt;
-        let g = self.g_mut(gid)?;
-        g.syscallsp = g.sp;
-        g.status = GStatus::Syscall;
-        g.stackguard0 = preempt;
-        g.throwsplit = true;
-        Ok(())
+        self.fatal(|s| {
+            s.require_world_running()?;
+            s.require_runnable_not_forking(gid)?;
+            let preempt = s.consts.stack_preempt;
+            let g = s.g_mut(gid)?;
+            g.syscallsp = g.sp;
+            g.status = GStatus::Syscall;
+            g.stackguard0 = preempt;
+            g.throwsplit = true;
+            Ok(())
+        })
     }
 
     /// Goroutine `gid` leaves its system call on the fast path
@@ -1748,21 +1836,23 @@ impl State {
     /// else the stack's guard: a pending forced move is lost) and
     /// `throwsplit` cleared.
     pub fn exit_syscall(&mut self, gid: u32) -> Result<(), Throw> {
-        self.require_world_running()?;
-        let (preempt_v, guard) = (self.consts.stack_preempt, self.consts.stack_guard);
-        let g = self.g_mut(gid)?;
-        if g.status != GStatus::Syscall {
-            return Err(Misuse::GNotRunnable(gid).into());
-        }
-        g.syscallsp = 0;
-        g.status = GStatus::Runnable;
-        g.throwsplit = false;
-        g.stackguard0 = if g.preempt {
-            preempt_v
-        } else {
-            g.stack.lo.wrapping_add(guard)
-        };
-        Ok(())
+        self.fatal(|s| {
+            s.require_world_running()?;
+            let (preempt_v, guard) = (s.consts.stack_preempt, s.consts.stack_guard);
+            let g = s.g_mut(gid)?;
+            if g.status != GStatus::Syscall {
+                return Err(Misuse::GNotRunnable(gid).into());
+            }
+            g.syscallsp = 0;
+            g.status = GStatus::Runnable;
+            g.throwsplit = false;
+            g.stackguard0 = if g.preempt {
+                preempt_v
+            } else {
+                g.stack.lo.wrapping_add(guard)
+            };
+            Ok(())
+        })
     }
 
     /// Goroutine `gid` leaves its system call on the slow path
@@ -1792,28 +1882,30 @@ impl State {
     /// [`async_preempt_stack`] bytes between SP and `stack.lo`
     /// ([`Misuse::NoRoomForAsyncPreempt`]): Go does not preempt there.
     pub fn set_async_safe_point(&mut self, gid: u32, on: bool) -> Result<(), Throw> {
-        self.require_world_running()?;
-        if on {
-            self.require_runnable_not_forking(gid)?;
-            // isAsyncSafePoint (runtime/preempt.go) leaves a goroutine
-            // without room for asyncPreempt's frame alone.
-            let g = self.g(gid)?;
-            let needs = async_preempt_stack(self.config.profile.goarch).unwrap_or(0);
-            let room = g.sp.wrapping_sub(g.stack.lo);
-            if g.sp < g.stack.lo || room < needs {
-                crate::coverage::hit("isAsyncSafePoint: no room for asyncPreempt");
-                return Err(Misuse::NoRoomForAsyncPreempt {
-                    g: gid,
-                    room,
-                    needs,
+        self.fatal(|s| {
+            s.require_world_running()?;
+            if on {
+                s.require_runnable_not_forking(gid)?;
+                // isAsyncSafePoint (runtime/preempt.go) leaves a goroutine
+                // without room for asyncPreempt's frame alone.
+                let g = s.g(gid)?;
+                let needs = async_preempt_stack(s.config.profile.goarch).unwrap_or(0);
+                let room = g.sp.wrapping_sub(g.stack.lo);
+                if g.sp < g.stack.lo || room < needs {
+                    crate::coverage::hit("isAsyncSafePoint: no room for asyncPreempt");
+                    return Err(Misuse::NoRoomForAsyncPreempt {
+                        g: gid,
+                        room,
+                        needs,
+                    }
+                    .into());
                 }
-                .into());
+            } else if !s.g(gid)?.async_safe_point {
+                return Err(Misuse::GNotRunnable(gid).into());
             }
-        } else if !self.g(gid)?.async_safe_point {
-            return Err(Misuse::GNotRunnable(gid).into());
-        }
-        self.g_mut(gid)?.async_safe_point = on;
-        Ok(())
+            s.g_mut(gid)?.async_safe_point = on;
+            Ok(())
+        })
     }
 
     /// Goroutine `gid` is about to fork (`syscall_runtime_BeforeFork`,
@@ -1822,29 +1914,33 @@ impl State {
     /// throws "stack growth after fork". A preemption request made now
     /// overwrites the guard, as `preemptone` does in Go.
     pub fn before_fork(&mut self, gid: u32) -> Result<(), Throw> {
-        self.require_world_running()?;
-        self.require_runnable_not_forking(gid)?;
-        let fork = self.consts.stack_fork;
-        let g = self.g_mut(gid)?;
-        g.forking = true;
-        g.stackguard0 = fork;
-        Ok(())
+        self.fatal(|s| {
+            s.require_world_running()?;
+            s.require_runnable_not_forking(gid)?;
+            let fork = s.consts.stack_fork;
+            let g = s.g_mut(gid)?;
+            g.forking = true;
+            g.stackguard0 = fork;
+            Ok(())
+        })
     }
 
     /// The fork is done (`syscall_runtime_AfterFork`): the guard is the
     /// stack's again (a pending preemption's guard is dropped; `preempt`
     /// stays) and the M's lock is released.
     pub fn after_fork(&mut self, gid: u32) -> Result<(), Throw> {
-        self.require_world_running()?;
-        self.require_runnable(gid)?;
-        let guard = self.consts.stack_guard;
-        let g = self.g_mut(gid)?;
-        if !g.forking {
-            return Err(Misuse::GNotRunnable(gid).into());
-        }
-        g.forking = false;
-        g.stackguard0 = g.stack.lo.wrapping_add(guard);
-        Ok(())
+        self.fatal(|s| {
+            s.require_world_running()?;
+            s.require_runnable(gid)?;
+            let guard = s.consts.stack_guard;
+            let g = s.g_mut(gid)?;
+            if !g.forking {
+                return Err(Misuse::GNotRunnable(gid).into());
+            }
+            g.forking = false;
+            g.stackguard0 = g.stack.lo.wrapping_add(guard);
+            Ok(())
+        })
     }
 
     /// The GC's stack root job for goroutine `gid` runs on P `p`
@@ -1928,27 +2024,62 @@ impl State {
             .collect()
     }
 
-    /// The stack root jobs no worker ran, at mark termination: each
-    /// remaining root is scanned on the first P. Refused, with nothing
-    /// changed, when one of them cannot be suspended now
-    /// ([`Misuse::WouldBlock`]) or when a live one is left and no P exists
-    /// (which Go never lacks).
-    pub(crate) fn scan_roots_left(&mut self) -> Result<(), Throw> {
+    /// The refusals of the stack root jobs no worker ran, decided at mark
+    /// termination before anything changes: a root cannot be suspended now
+    /// ([`Misuse::WouldBlock`]), a live one is left and no P exists (which
+    /// Go never lacks), a shrink would wait for a channel lock, or the
+    /// starting size the scans lead to is out of range
+    /// ([`Misuse::StartingStackTooLarge`]). Returns the P the roots are
+    /// scanned on (the first) and that starting size (`None` unless
+    /// adaptive).
+    pub(crate) fn roots_left_refusals(&self) -> Result<(u32, Option<u64>), Throw> {
         let left = self.stack_roots_left();
         for &id in &left {
             self.scan_would_block(&self.gor.gs[&id])?;
         }
-        let live = left
+        let live: Vec<u32> = left
             .iter()
-            .any(|id| self.gor.gs[id].status != GStatus::Dead);
+            .copied()
+            .filter(|id| self.gor.gs[id].status != GStatus::Dead)
+            .collect();
         let p = match self.ps.keys().next() {
             Some(&p) => p,
-            None if live => {
+            None if !live.is_empty() => {
                 return Err(Misuse::NeedsP("gcMarkTermination: the stack scans left").into())
             }
             None => 0,
         };
-        for id in left {
+        // What the scans will count and shrink (scan_root's rules).
+        let mut scanned = self.gor.scanned.clone();
+        for &id in &live {
+            let g = &self.gor.gs[&id];
+            let sp = if g.syscallsp != 0 { g.syscallsp } else { g.sp };
+            let e = scanned.entry(p).or_default();
+            e.0 += g.stack.hi - sp;
+            e.1 += 1;
+            if self.is_shrink_stack_safe(id)?
+                && !self.config.godebug.gc_shrink_stack_off
+                && self.shrink_target(g).is_ok()
+            {
+                self.chans_unlocked(g)?;
+            }
+        }
+        let next = if self.config.godebug.adaptive_stack_start {
+            Some(next_starting_stack_size(
+                &scanned,
+                &self.consts,
+                self.gor.maxstacksize,
+            )?)
+        } else {
+            None
+        };
+        Ok((p, next))
+    }
+
+    /// The stack root jobs no worker ran, scanned on P `p` at mark
+    /// termination (after [`State::roots_left_refusals`]).
+    pub(crate) fn scan_roots_left(&mut self, p: u32) -> Result<(), Throw> {
+        for id in self.stack_roots_left() {
             crate::coverage::hit("gcMarkTermination: a stack root left over");
             self.scan_root(p, id)?;
         }
@@ -1964,32 +2095,20 @@ impl State {
     /// and loops forever on values above 2^30, so the spec refuses those
     /// with [`Misuse::StartingStackTooLarge`] (and changes nothing).
     pub fn gc_compute_starting_stack_size(&mut self) -> Result<(), Throw> {
-        if !self.config.godebug.adaptive_stack_start {
-            return Ok(());
-        }
-        let next = self.next_starting_stack_size()?;
-        self.gor.scanned.clear();
-        self.gor.starting_stack_size = next;
-        Ok(())
+        self.fatal(|s| {
+            if !s.config.godebug.adaptive_stack_start {
+                return Ok(());
+            }
+            let next = s.next_starting_stack_size()?;
+            s.gor.scanned.clear();
+            s.gor.starting_stack_size = next;
+            Ok(())
+        })
     }
 
     /// What [`State::gc_compute_starting_stack_size`] would set.
     pub(crate) fn next_starting_stack_size(&self) -> Result<u64, Throw> {
-        let (mut size, mut n) = (0u64, 0u64);
-        for &(s, c) in self.gor.scanned.values() {
-            size += s;
-            n += c;
-        }
-        let fixed = self.consts.fixed_stack;
-        if n == 0 {
-            return Ok(fixed);
-        }
-        let avg =
-            (size / n + self.consts.stack_guard).clamp(fixed, self.gor.maxstacksize.max(fixed));
-        if avg > 1 << 30 {
-            return Err(Misuse::StartingStackTooLarge(avg).into());
-        }
-        Ok(avg.next_power_of_two())
+        next_starting_stack_size(&self.gor.scanned, &self.consts, self.gor.maxstacksize)
     }
 
     /// Go: `goexit0` → `gdestroy` → `gfput` (runtime/proc.go): the
@@ -2166,20 +2285,22 @@ impl State {
     /// Makes a channel with elements of `elemsize` bytes (a multiple of the
     /// pointer size, at most 64 KiB as `makechan` allows); returns its id.
     pub fn make_chan(&mut self, elemsize: u64) -> Result<u32, Throw> {
-        self.require_world_running()?;
-        if elemsize % self.ptr() != 0 || elemsize >= 1 << 16 {
-            return Err(Misuse::BadElemSize(elemsize).into());
-        }
-        let id = self.gor.chans.len() as u32;
-        self.gor.chans.insert(
-            id,
-            Chan {
-                elemsize,
-                locked_by: None,
-                recvq: Vec::new(),
-            },
-        );
-        Ok(id)
+        self.fatal(|s| {
+            s.require_world_running()?;
+            if elemsize % s.ptr() != 0 || elemsize >= 1 << 16 {
+                return Err(Misuse::BadElemSize(elemsize).into());
+            }
+            let id = s.gor.chans.len() as u32;
+            s.gor.chans.insert(
+                id,
+                Chan {
+                    elemsize,
+                    locked_by: None,
+                    recvq: Vec::new(),
+                },
+            );
+            Ok(id)
+        })
     }
 
     /// First parking step of a blocking receive (`chanrecv`) or a select
@@ -2282,40 +2403,42 @@ impl State {
     /// Second parking step: `gp.parkingOnChan.Store(true)` just before
     /// gopark.
     pub fn park_set_parking(&mut self, gid: u32) -> Result<(), Throw> {
-        self.require_world_running()?;
-        self.require_parking_step(gid, GStatus::Running, false)?;
-        self.g_mut(gid)?.parking_on_chan = true;
-        Ok(())
+        self.fatal(|s| {
+            s.require_world_running()?;
+            s.require_parking_step(gid, GStatus::Running, false)?;
+            s.g_mut(gid)?.parking_on_chan = true;
+            Ok(())
+        })
     }
 
     /// Third parking step: `park_m` sets the status to waiting, before it
     /// calls the commit function. From here the GC may scan the goroutine.
     pub fn park_m(&mut self, gid: u32) -> Result<(), Throw> {
-        self.require_world_running()?;
-        self.require_parking_step(gid, GStatus::Running, true)?;
-        self.g_mut(gid)?.status = GStatus::Waiting;
-        Ok(())
+        self.fatal(|s| {
+            s.require_world_running()?;
+            s.require_parking_step(gid, GStatus::Running, true)?;
+            s.g_mut(gid)?.status = GStatus::Waiting;
+            Ok(())
+        })
     }
 
     /// Last parking step: `chanparkcommit` / `selparkcommit`:
     /// `activeStackChans` set, `parkingOnChan` cleared, the channels
     /// unlocked.
     pub fn park_commit(&mut self, gid: u32) -> Result<(), Throw> {
-        self.require_world_running()?;
-        self.require_parking_step(gid, GStatus::Waiting, true)?;
-        let waiting = self.g(gid)?.waiting.clone();
-        let g = self.g_mut(gid)?;
-        g.active_stack_chans = true;
-        g.parking_on_chan = false;
-        for sid in waiting {
-            let c = self.gor.sudogs[&sid].c;
-            self.gor
-                .chans
-                .get_mut(&c)
-                .expect("sudog's channel")
-                .locked_by = None;
-        }
-        Ok(())
+        self.fatal(|s| {
+            s.require_world_running()?;
+            s.require_parking_step(gid, GStatus::Waiting, true)?;
+            let waiting = s.g(gid)?.waiting.clone();
+            let g = s.g_mut(gid)?;
+            g.active_stack_chans = true;
+            g.parking_on_chan = false;
+            for sid in waiting {
+                let c = s.gor.sudogs[&sid].c;
+                s.gor.chans.get_mut(&c).expect("sudog's channel").locked_by = None;
+            }
+            Ok(())
+        })
     }
 
     /// The four parking steps at once.
@@ -2383,34 +2506,36 @@ impl State {
     /// channels and dequeues its other sudogs; then `gp.waiting` and
     /// `activeStackChans` are cleared (`chanrecv`, `selectgo`).
     pub fn wake(&mut self, gid: u32) -> Result<(), Throw> {
-        self.require_world_running()?;
-        let g = self.g(gid)?.clone();
-        if g.status != GStatus::Runnable || g.waiting.is_empty() {
-            return Err(Misuse::ParkOutOfOrder(gid).into());
-        }
-        for sid in &g.waiting {
-            let c = self.gor.sudogs[sid].c;
-            if self.gor.chans[&c].locked_by.is_some() {
-                return Err(Misuse::WouldBlock("wake: a channel is locked").into());
+        self.fatal(|s| {
+            s.require_world_running()?;
+            let g = s.g(gid)?.clone();
+            if g.status != GStatus::Runnable || g.waiting.is_empty() {
+                return Err(Misuse::ParkOutOfOrder(gid).into());
             }
-        }
-        for sid in &g.waiting {
-            let c = self.gor.sudogs[sid].c;
-            self.gor
-                .chans
-                .get_mut(&c)
-                .expect("exists")
-                .recvq
-                .retain(|x| x != sid);
-            self.gor.sudogs.remove(sid);
-        }
-        let gm = self.g_mut(gid)?;
-        gm.waiting.clear();
-        gm.active_stack_chans = false;
-        gm.select_done = false;
-        // The readied goroutine was scheduled (`execute`) before it
-        // resumed in selectgo.
-        self.execute(gid)
+            for sid in &g.waiting {
+                let c = s.gor.sudogs[sid].c;
+                if s.gor.chans[&c].locked_by.is_some() {
+                    return Err(Misuse::WouldBlock("wake: a channel is locked").into());
+                }
+            }
+            for sid in &g.waiting {
+                let c = s.gor.sudogs[sid].c;
+                s.gor
+                    .chans
+                    .get_mut(&c)
+                    .expect("exists")
+                    .recvq
+                    .retain(|x| x != sid);
+                s.gor.sudogs.remove(sid);
+            }
+            let gm = s.g_mut(gid)?;
+            gm.waiting.clear();
+            gm.active_stack_chans = false;
+            gm.select_done = false;
+            // The readied goroutine was scheduled (`execute`) before it
+            // resumed in selectgo.
+            s.execute(gid)
+        })
     }
 }
 
@@ -2543,6 +2668,37 @@ impl State {
         }
         Ok(())
     }
+}
+
+/// `gcComputeStartingStackSize`'s rule over the per-P scan counts
+/// `(bytes, stacks)`: see [`State::gc_compute_starting_stack_size`].
+fn next_starting_stack_size(
+    scanned: &BTreeMap<u32, (u64, u64)>,
+    consts: &crate::Consts,
+    maxstacksize: u64,
+) -> Result<u64, Throw> {
+    let (mut size, mut n) = (0u64, 0u64);
+    for &(s, c) in scanned.values() {
+        size += s;
+        n += c;
+    }
+    let fixed = consts.fixed_stack;
+    if n == 0 {
+        return Ok(fixed);
+    }
+    let avg = (size / n + consts.stack_guard).clamp(fixed, maxstacksize.max(fixed));
+    if avg > 1 << 30 {
+        return Err(Misuse::StartingStackTooLarge(avg).into());
+    }
+    Ok(avg.next_power_of_two())
+}
+
+/// Why `shrinkstack` keeps a stack (see `State::shrink_target`).
+enum Keep {
+    /// Half the stack would be below fixedStack.
+    BelowFixedStack,
+    /// A quarter or more of the stack is in use.
+    QuarterUsed,
 }
 
 #[cfg(test)]

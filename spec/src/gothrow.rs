@@ -252,6 +252,9 @@ pub enum Misuse {
     /// A NOSPLIT frame (or a CALL) would run off the bottom of the stack: a
     /// program the linker's nosplit check rejects.
     NosplitOverrun(u32),
+    /// A goroutine spawned at a NOSPLIT entry function (named) whose frame
+    /// does not fit on the stack the new goroutine would get.
+    NosplitEntryOverrun(String),
     /// A GC root job run a second time in one cycle: `markroot` hands out
     /// each job once (`work.markrootNext`).
     RootJobDone(&'static str),
@@ -267,6 +270,9 @@ pub enum Misuse {
     NotStarted(u32),
     /// No M with this id (never made, or exited).
     NoSuchM(u32),
+    /// An operation after a Go throw: a throw is fatal (Go prints it and
+    /// exits), so the runtime refuses everything after it.
+    Dead(GoThrow),
     /// M stacks on a system where the spec does not model them.
     MStacksNotModeled(&'static str),
     /// An async preemption where `isAsyncSafePoint` (runtime/preempt.go)
@@ -332,6 +338,14 @@ impl fmt::Display for Misuse {
             Misuse::BadReturnAddress(a) => write!(
                 f,
                 "gostack: RET would jump to {a:#x}, which is no function (a corrupt return address)"
+            ),
+            Misuse::Dead(t) => write!(
+                f,
+                "gostack: the runtime is dead: an earlier operation threw \"{t}\" (a Go throw is fatal)"
+            ),
+            Misuse::NosplitEntryOverrun(name) => write!(
+                f,
+                "gostack: the NOSPLIT entry function {name} does not fit on a new goroutine's stack (the linker rejects such programs)"
             ),
             Misuse::NosplitOverrun(g) => write!(
                 f,

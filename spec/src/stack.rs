@@ -240,6 +240,11 @@ pub struct State {
     pub gor: crate::goroutine::Goroutines,
     /// Stacks from the OS (`stackFromSystem`, `GODEBUG=efence=1`).
     pub sys: SysStacks,
+    /// The Go throw that killed the runtime, if one did: a `throw` is
+    /// fatal in Go, so every later operation is refused with
+    /// [`Misuse::Dead`] and the state stays as it was before the fatal
+    /// operation.
+    pub dead: Option<crate::GoThrow>,
 }
 
 /// Go's `physPageSize` as the spec models it: 4 KiB on every profile (the
@@ -389,15 +394,22 @@ impl State {
             },
             consts,
             config,
+            dead: None,
         })
     }
 
     /// Runs `f` on a copy of the state and keeps the copy only if `f`
-    /// succeeds: the all-or-nothing rule of every public operation.
+    /// succeeds, so a refused operation ([`Throw::Misuse`],
+    /// [`Throw::Invalid`]) changes nothing. A Go throw is fatal, as in Go:
+    /// the state stays as it was before the operation, marked dead, and
+    /// every later operation is refused with [`Misuse::Dead`] (an
+    /// implementation may leave its own memory in any state after a
+    /// throw; only the throw itself is compared).
     pub(crate) fn transact<T>(
         &mut self,
         f: impl FnOnce(&mut State) -> Result<T, Throw>,
     ) -> Result<T, Throw> {
+        self.alive()?;
         let mut next = self.clone();
         match f(&mut next) {
             Ok(out) => {
@@ -406,9 +418,40 @@ impl State {
             }
             Err(t) => {
                 crate::coverage::throw(&t);
+                self.die(&t);
                 Err(t)
             }
         }
+    }
+
+    /// Refused with [`Misuse::Dead`] once a Go throw killed the runtime.
+    pub(crate) fn alive(&self) -> Result<(), Throw> {
+        match &self.dead {
+            Some(g) => Err(Misuse::Dead(*g).into()),
+            None => Ok(()),
+        }
+    }
+
+    /// Marks the runtime dead when `t` is a Go throw.
+    pub(crate) fn die(&mut self, t: &Throw) {
+        if let Throw::Go(g) = t {
+            self.dead = Some(*g);
+        }
+    }
+
+    /// An operation that validates before it mutates, so it needs no copy:
+    /// refused once the runtime is dead, and kills it when it throws.
+    pub(crate) fn fatal<T>(
+        &mut self,
+        f: impl FnOnce(&mut State) -> Result<T, Throw>,
+    ) -> Result<T, Throw> {
+        self.alive()?;
+        let r = f(self);
+        if let Err(t) = &r {
+            crate::coverage::throw(t);
+            self.die(t);
+        }
+        r
     }
 
     /// The order serving size `n`, or `None` when `n` takes the large path:
@@ -717,12 +760,22 @@ impl State {
         self.config.stack_from_system || self.config.godebug.efence
     }
 
+    /// The bytes `stackalloc(n)` hands out: `n`, rounded up to the
+    /// physical page when stacks come from the system.
+    pub fn stack_len(&self, n: u64) -> u64 {
+        if self.from_system() {
+            n.div_ceil(PHYS_PAGE_SIZE) * PHYS_PAGE_SIZE
+        } else {
+            n
+        }
+    }
+
     /// The `stackFromSystem` branch of `stackalloc` (runtime/stack.go, Go
     /// 1.19 and 1.23; `sysAlloc` is runtime/mem.go): `n` rounded up to the
     /// physical page, mapped at the lowest free range of the region; none
     /// left is "out of memory (stackalloc)".
     fn sys_alloc(&mut self, n: u64) -> Result<Stack, Throw> {
-        let len = n.div_ceil(PHYS_PAGE_SIZE) * PHYS_PAGE_SIZE;
+        let len = self.stack_len(n);
         let (lo, run) = self
             .sys
             .free
@@ -924,19 +977,21 @@ impl State {
     /// `gcStart` until `freeStackSpans` has run: `GOMAXPROCS` waits for the
     /// cycle (`stopTheWorldGC`).
     pub fn create_p(&mut self) -> Result<u32, Throw> {
-        if self.gcphase != GcPhase::Off || self.spans_pending_free {
-            return Err(Misuse::WouldBlock(crate::GOMAXPROCS_WAITS).into());
-        }
-        let id = self.next_p;
-        self.next_p += 1;
-        let orders = self.stackpool.len();
-        self.ps.insert(
-            id,
-            P {
-                stackcache: vec![CacheOrder::default(); orders],
-            },
-        );
-        Ok(id)
+        self.fatal(|s| {
+            if s.gcphase != GcPhase::Off || s.spans_pending_free {
+                return Err(Misuse::WouldBlock(crate::GOMAXPROCS_WAITS).into());
+            }
+            let id = s.next_p;
+            s.next_p += 1;
+            let orders = s.stackpool.len();
+            s.ps.insert(
+                id,
+                P {
+                    stackcache: vec![CacheOrder::default(); orders],
+                },
+            );
+            Ok(id)
+        })
     }
 
     /// Destroys P `p`, flushing its caches to the pool (`procresize`
@@ -1033,32 +1088,32 @@ impl State {
     /// runtime/mgc.go). The previous cycle must have finished, including its
     /// `freeStackSpans`.
     pub fn gc_start(&mut self) -> Result<(), Throw> {
-        self.require_phase("gcStart", GcPhase::Off)?;
-        if self.spans_pending_free {
-            return Err(Misuse::WrongGcPhase {
-                op: "gcStart",
-                needs: "_GCoff after freeStackSpans",
-                found: "_GCoff before freeStackSpans",
+        self.fatal(|s| {
+            s.require_phase("gcStart", GcPhase::Off)?;
+            if s.spans_pending_free {
+                return Err(Misuse::WrongGcPhase {
+                    op: "gcStart",
+                    needs: "_GCoff after freeStackSpans",
+                    found: "_GCoff before freeStackSpans",
+                }
+                .into());
             }
-            .into());
-        }
-        if !self.unflushed.is_empty() {
-            // gcStart checks that every P finished the cache flush of the
-            // last cycle (runtime/mgc.go).
-            let t = GoThrow::PMcacheNotFlushed.into();
-            crate::coverage::throw(&t);
-            return Err(t);
-        }
-        self.gcphase = GcPhase::Mark;
-        self.gor.free_g_stacks_done = false;
-        // gcResetMarkState clears every goroutine's gcscandone;
-        // gcMarkRootPrepare takes the goroutines that exist now as the
-        // stack roots (allGsSnapshot).
-        for g in self.gor.gs.values_mut() {
-            g.gcscandone = false;
-        }
-        self.gor.n_stack_roots = self.gor.next_g;
-        Ok(())
+            if !s.unflushed.is_empty() {
+                // gcStart checks that every P finished the cache flush of the
+                // last cycle (runtime/mgc.go).
+                return Err(GoThrow::PMcacheNotFlushed.into());
+            }
+            s.gcphase = GcPhase::Mark;
+            s.gor.free_g_stacks_done = false;
+            // gcResetMarkState clears every goroutine's gcscandone;
+            // gcMarkRootPrepare takes the goroutines that exist now as the
+            // stack roots (allGsSnapshot).
+            for g in s.gor.gs.values_mut() {
+                g.gcscandone = false;
+            }
+            s.gor.n_stack_roots = s.gor.next_g;
+            Ok(())
+        })
     }
 
     /// Ends marking. Mark termination starts only when no mark work is
@@ -1070,20 +1125,15 @@ impl State {
     pub fn gc_mark_termination(&mut self) -> Result<(), Throw> {
         self.transact(|s| {
             s.require_phase("gcMarkTermination", GcPhase::Mark)?;
-            // No root work may be left: the stack scans no worker did run
-            // first, then the next starting size is fixed from every scan
-            // of the cycle (gcMarkDone, runtime/mgc.go), then the markers
-            // finish.
-            s.scan_roots_left()?;
-            let next = s
-                .config
-                .godebug
-                .adaptive_stack_start
-                .then(|| s.next_starting_stack_size())
-                .transpose()?;
+            // No root work may be left (gcMarkDone, runtime/mgc.go): the
+            // refusals of the stack scans no worker did run come first
+            // (with the next starting size, fixed from every scan of the
+            // cycle), then the markers finish, then those scans run.
+            let (p, next) = s.roots_left_refusals()?;
             for id in s.markers.keys().copied().collect::<Vec<_>>() {
                 s.gc_mark_inner(id)?;
             }
+            s.scan_roots_left(p)?;
             if !s.gor.free_g_stacks_done {
                 // The root job no worker took runs now, as if the last
                 // worker took it on the first P (without a P when every P
@@ -1112,11 +1162,13 @@ impl State {
     /// cache is due for its flush (`mcache.prepareForSweep`) before the
     /// next `gcStart`.
     pub fn gc_off(&mut self) -> Result<(), Throw> {
-        self.require_phase("setGCPhase(_GCoff)", GcPhase::MarkTermination)?;
-        self.gcphase = GcPhase::Off;
-        self.spans_pending_free = true;
-        self.unflushed = self.ps.keys().copied().collect();
-        Ok(())
+        self.fatal(|s| {
+            s.require_phase("setGCPhase(_GCoff)", GcPhase::MarkTermination)?;
+            s.gcphase = GcPhase::Off;
+            s.spans_pending_free = true;
+            s.unflushed = s.ps.keys().copied().collect();
+            Ok(())
+        })
     }
 
     /// The end of a GC cycle in Go's order: mark termination (if marking),
@@ -1141,15 +1193,17 @@ impl State {
     /// it later (a `sudog.elem` found while scanning, say). Returns the
     /// marker's id.
     pub fn gc_mark_read(&mut self, addr: u64) -> Result<u32, Throw> {
-        self.require_phase("a GC marker", GcPhase::Mark)?;
-        match self.heap.span_of(addr) {
-            Some(s) if s.state == SpanState::Manual => {}
-            _ => return Err(Misuse::NotAStack { lo: addr, hi: addr }.into()),
-        }
-        let id = self.next_marker;
-        self.next_marker += 1;
-        self.markers.insert(id, addr);
-        Ok(id)
+        self.fatal(|s| {
+            s.require_phase("a GC marker", GcPhase::Mark)?;
+            match s.heap.span_of(addr) {
+                Some(s) if s.state == SpanState::Manual => {}
+                _ => return Err(Misuse::NotAStack { lo: addr, hi: addr }.into()),
+            }
+            let id = s.next_marker;
+            s.next_marker += 1;
+            s.markers.insert(id, addr);
+            Ok(id)
+        })
     }
 
     /// The marker marks the pointer it read. Its span must still be a stack

@@ -33,8 +33,20 @@ fn copy_then_churn(s: &mut State, ctx: Ctx, old: Stack) -> Stack {
     let new = step(s, new);
     let r = s.stackfree(ctx, old);
     step(s, r);
-    while s.heap_alloc(1).is_ok() {}
+    take_every_page(s);
     new
+}
+
+/// Lets the program take every page the heap can still give. Running out
+/// is Go's fatal "out of memory", so each page is tried on a copy.
+fn take_every_page(s: &mut State) {
+    loop {
+        let mut t = s.clone();
+        if t.heap_alloc(1).is_err() {
+            return;
+        }
+        *s = t;
+    }
 }
 
 fn scenario(size: u64, ctx_of: impl Fn(&mut State) -> Ctx) {
@@ -54,7 +66,7 @@ fn scenario(size: u64, ctx_of: impl Fn(&mut State) -> Ctx) {
     if let Some(p) = ctx.p {
         let r = s.flush_cache(p);
         step(&s, r);
-        while s.heap_alloc(1).is_ok() {}
+        take_every_page(&mut s);
     }
     let span = s
         .heap

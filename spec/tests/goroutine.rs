@@ -4,6 +4,13 @@
 use gostack_spec::goroutine::{Func, GStatus, Site, Slot, StackObject, GOEXIT_PC};
 use gostack_spec::{check_invariants, Config, Ctx, GoThrow, Misuse, Profile, State, Throw};
 
+/// A Go throw is fatal: checks that the runtime died of `want`, then
+/// clears the mark so that the test can go on from the state before the
+/// throw (which the spec keeps).
+fn revive(s: &mut State, want: GoThrow) {
+    assert_eq!(s.dead.take(), Some(want), "a Go throw is fatal");
+}
+
 const K: u64 = 1024;
 
 struct T {
@@ -48,12 +55,23 @@ impl T {
         self.ok();
     }
 
-    /// A call that must fail with `want` and change nothing.
+    /// A call that must fail with `want`, tried on a copy so that the test
+    /// can go on: a refusal changes nothing; a Go throw leaves the state as
+    /// it was, marked dead, and the dead runtime refuses the next call.
     fn call_fails(&mut self, g: u32, f: usize, want: Throw) {
-        let before = self.s.clone();
+        let mut after = self.s.clone();
         let ctx = self.ctx();
-        assert_eq!(self.s.call(ctx, g, 0, f), Err(want));
-        assert_eq!(self.s, before, "a failed call changes nothing");
+        assert_eq!(after.call(ctx, g, 0, f), Err(want.clone()));
+        if let Throw::Go(t) = want {
+            assert_eq!(after.dead, Some(t), "a Go throw is fatal");
+            assert_eq!(
+                after.call(ctx, g, 0, f),
+                Err(Misuse::Dead(t).into()),
+                "a dead runtime refuses every operation"
+            );
+            after.dead = None;
+        }
+        assert_eq!(after, self.s, "a failed call changes nothing");
     }
 
     fn ret(&mut self, g: u32) {
@@ -382,6 +400,7 @@ fn junk_in_a_pointer_slot_throws() {
     let ctx = t.ctx();
     let e = t.s.call(ctx, g, 0, big).unwrap_err();
     assert_eq!(e.to_string(), "invalid pointer found on stack");
+    revive(&mut t.s, GoThrow::InvalidPointerOnStack);
     assert_eq!(t.s, before);
     // A heap pointer or nil is fine.
     t.s.write_slot(g, 0, Slot::Local(0), 0x1000).unwrap();
@@ -458,6 +477,7 @@ fn stack_overflow() {
             Err(e) => {
                 assert_eq!(e, Throw::Go(GoThrow::StackOverflow));
                 assert_eq!(e.to_string(), "stack overflow");
+                revive(&mut t.s, GoThrow::StackOverflow);
                 assert_eq!(t.s, before);
                 break;
             }
@@ -487,6 +507,7 @@ fn corrupt_return_address_throws() {
         t.s.call(ctx, g, 0, big),
         Err(Throw::Go(GoThrow::UnknownCallerPc))
     );
+    revive(&mut t.s, GoThrow::UnknownCallerPc);
     assert_eq!(t.s, before);
     // RET jumps to the innermost frame's own return address: a corrupt one
     // would fault.
@@ -1403,6 +1424,7 @@ fn each_goroutine_is_scanned_once_per_cycle() {
     t.scan(a);
     assert_eq!(t.size(a), big / 2);
     assert_eq!(t.s.gc_scan(p, a), Err(Throw::Go(GoThrow::GAlreadyScanned)));
+    revive(&mut t.s, GoThrow::GAlreadyScanned);
     assert_eq!(GoThrow::GAlreadyScanned.to_string(), "g already scanned");
     assert_eq!(t.s.stack_roots_left(), vec![b]);
     // Mark termination scans b; the late goroutine is not scanned.
@@ -1735,6 +1757,7 @@ fn a_refused_allocm_changes_nothing() {
     s.stackalloc(Ctx::on(p), 16 * K).unwrap();
     let before = s.clone();
     assert_eq!(s.create_m(Ctx::on(p)), Err(Throw::Go(GoThrow::OutOfMemory)));
+    revive(&mut s, GoThrow::OutOfMemory);
     assert_eq!(s, before);
     s.exit_m(Ctx::on(p), m).unwrap();
     check_invariants(&s).unwrap();

@@ -42,7 +42,10 @@ fn free(s: &mut State, ctx: Ctx, stk: Stack) {
     ok(s);
 }
 
-/// The failing call returns exactly this throw and changes nothing.
+/// The failing call returns exactly this throw and changes nothing. A Go
+/// throw is fatal: the runtime must be dead of it (and refuse the next
+/// operation); the mark is then cleared so that the test can go on from
+/// the state before the throw, which the spec keeps.
 fn refused<T: std::fmt::Debug>(
     s: &mut State,
     want: Throw,
@@ -51,6 +54,15 @@ fn refused<T: std::fmt::Debug>(
     let before = s.clone();
     let got = f(s).expect_err("the call must fail");
     assert_eq!(got, want, "got `{got}`");
+    if let Throw::Go(t) = want {
+        assert_eq!(s.dead, Some(t), "a Go throw is fatal");
+        assert_eq!(
+            s.create_p(),
+            Err(gostack_spec::Misuse::Dead(t).into()),
+            "a dead runtime refuses every operation"
+        );
+        s.dead = None;
+    }
     assert_eq!(*s, before, "a failed call changed the state");
     ok(s);
 }

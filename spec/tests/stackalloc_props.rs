@@ -247,11 +247,20 @@ proptest! {
         h.ps.push(s.create_p().unwrap());
         for (i, op) in ops.iter().enumerate() {
             let before = s.clone();
-            if apply(&mut s, &mut h, op).is_err() {
+            let r = apply(&mut s, &mut h, op);
+            if let Err(gostack_spec::Throw::Go(t)) = &r {
+                // Fatal: the runtime is dead of it and kept the state from
+                // before; the case ends here.
+                prop_assert_eq!(s.dead.take(), Some(*t));
+            }
+            if r.is_err() {
                 prop_assert!(s == before, "step {i} {op:?} failed but changed the state");
             }
             if let Err(v) = check_invariants(&s) {
                 return Err(TestCaseError::fail(format!("{port} go{release} step {i} {op:?}: {v}")));
+            }
+            if matches!(r, Err(gostack_spec::Throw::Go(_))) {
+                return Ok(());
             }
         }
         drain(&mut s, &mut h);
