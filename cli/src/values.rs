@@ -50,11 +50,14 @@ impl ValueEnum for ReleaseArg {
     }
 
     fn to_possible_value(&self) -> Option<PossibleValue> {
-        let alias = match self.0 {
-            Release::Go1_19 => "go1.19",
-            Release::Go1_23 => "go1.23",
-        };
-        Some(PossibleValue::new(self.0.name()).alias(alias))
+        let value = PossibleValue::new(self.0.name());
+        Some(match self.0 {
+            Release::Go1_19 => value.alias("go1.19"),
+            Release::Go1_23 => value.alias("go1.23"),
+            // A release added later takes only its plain name until it
+            // gets its alias here.
+            _ => value,
+        })
     }
 }
 

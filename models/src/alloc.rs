@@ -175,6 +175,7 @@ pub enum Equality {
 /// index into the live ones (taken modulo their number; nothing to act on
 /// makes the operation a no-op).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[non_exhaustive]
 pub enum AllocOp {
     /// `stackalloc` of `fixedStack << order` bytes, on P `p` (0: no P).
     Alloc {

@@ -648,6 +648,7 @@ fn join(k: &str, p: &str) -> String {
 
 /// How the spec and the other side came apart.
 #[derive(Clone, Debug)]
+#[non_exhaustive]
 pub enum Mismatch {
     /// Different results (or throws).
     Result {

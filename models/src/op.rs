@@ -170,6 +170,7 @@ pub struct FuncSpec {
 
 /// One operation on the stack system.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, Arbitrary)]
+#[non_exhaustive]
 pub enum Op {
     // --- the allocator ---
     /// `stackalloc`; the stack is held until freed.

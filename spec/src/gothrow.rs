@@ -12,6 +12,7 @@ use std::fmt;
 
 /// A `throw` of the Go runtime, by its exact message.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
+#[non_exhaustive]
 pub enum GoThrow {
     /// `stackalloc` (runtime/stack.go): the size is not a power of two.
     StackSizeNotPowerOf2,
@@ -157,6 +158,7 @@ pub const GOMAXPROCS_WAITS: &str =
 /// A call a correct runtime never makes, refused instead of corrupting the
 /// state as Go would.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Misuse {
     /// `stackalloc(0)`: Go would hand out a slot of order 0 as an empty
     /// stack.

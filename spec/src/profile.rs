@@ -40,6 +40,7 @@ use serde::Serialize;
 
 /// A Go release whose stack rules the spec models.
 #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[non_exhaustive]
 pub enum Release {
     /// Go 1.19: `_StackGuard = 928*multiplier + _StackSystem`.
     Go1_19,
@@ -194,6 +195,7 @@ macro_rules! named_enum {
     ($(#[$doc:meta])* $name:ident { $($(#[$vdoc:meta])* $variant:ident = $text:literal,)* }) => {
         $(#[$doc])*
         #[derive(Copy, Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+        #[non_exhaustive]
         pub enum $name {
             $($(#[$vdoc])* $variant,)*
         }

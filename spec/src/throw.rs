@@ -31,6 +31,7 @@ pub enum Throw {
 
 /// Input that cannot exist in Go, with what would have been accepted.
 #[derive(Clone, Debug, PartialEq, Eq)]
+#[non_exhaustive]
 pub enum Invalid {
     /// A `GOOS` the spec does not know.
     UnknownGoos(String),
