@@ -494,9 +494,10 @@ fn throws_by_design(chunk: &[Op]) -> bool {
 
 /// A sequence of up to `max` ops: single ops, with a story now and then.
 /// A Go throw is fatal and ends the case, so the chunks built to throw
-/// ([`throws_by_design`]) come after the others, the stories among them
-/// before the single ops, each in generated order: the ordinary ops run
-/// first.
+/// (hostile frees, bad sizes, a small `maxstacksize`, system calls,
+/// forks, a GC phase stepped by hand) come after the others, the stories
+/// among them before the single ops, each in generated order: the
+/// ordinary ops run first.
 pub fn ops(max: usize) -> impl Strategy<Value = Vec<Op>> {
     prop::collection::vec(
         prop_oneof![
