@@ -46,6 +46,7 @@ pub mod emu;
 pub mod gen;
 pub mod harness;
 pub mod machine;
+pub mod memory;
 pub mod op;
 
 pub use driver::{minimize, run_case, Coverage};
