@@ -138,6 +138,8 @@ MUTANTS = [
      "if used >= avail / 4 {", "if used > avail / 4 {"),
     ("gcComputeStartingStackSize leaves out the guard term", "spec/src/goroutine.rs",
      "(size / n + consts.stack_guard)", "(size / n)"),
+    ("NOSPLIT frames may run into the StackSystem area (issue 18)", "spec/src/goroutine.rs",
+     "let floor = g.stack.lo + self.consts.stack_system;", "let floor = g.stack.lo;"),
 ]
 
 TESTS = ["stackalloc", "gc_marker", "stackalloc_props", "goroutine", "goroutine_props", "invariants_negative"]

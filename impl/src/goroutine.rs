@@ -740,7 +740,7 @@ impl Runtime {
         } else {
             0
         };
-        if room < f.frame_size + below {
+        if room < f.frame_size + below + self.consts.stack_system {
             return Err(Misuse::NosplitEntryOverrun(f.name.clone()).into());
         }
         Ok(())
@@ -784,9 +784,11 @@ impl Runtime {
         } else {
             0
         };
+        // Every frame stays above the StackSystem area (as the spec's enter).
+        let floor = glo + self.consts.stack_system;
         let new_sp = gsp
             .checked_sub(frame_size + below)
-            .filter(|&sp| sp >= glo)
+            .filter(|&sp| sp >= floor)
             .map(|sp| sp + below)
             .ok_or(Throw::Misuse(Misuse::NosplitOverrun(gid)))?;
         let mut bp = gbp;
@@ -870,7 +872,7 @@ impl Runtime {
             if s.uses_lr() {
                 s.gm(gid)?.lr = ret;
             } else {
-                if saved.sp < saved.stack.lo + p {
+                if saved.sp < saved.stack.lo + s.consts.stack_system + p {
                     return Err(Misuse::NosplitOverrun(gid).into());
                 }
                 let slot = saved.sp - p;

@@ -767,7 +767,7 @@ impl State {
         let top = (4 * ptr + self.min_frame()).next_multiple_of(if uses_lr { 16 } else { ptr });
         let room = self.stack_len(n) - top - if uses_lr { 0 } else { ptr };
         let below = if uses_lr && f.frame_size > 0 { ptr } else { 0 };
-        if room < f.frame_size + below {
+        if room < f.frame_size + below + self.consts.stack_system {
             return Err(Misuse::NosplitEntryOverrun(f.name.clone()).into());
         }
         Ok(())
@@ -972,9 +972,13 @@ impl State {
         } else {
             0
         };
+        // The bottom StackSystem bytes belong to the OS (Windows, Plan 9,
+        // iOS): the linker's nosplit limit (StackGuard - StackSystem -
+        // StackSmall below a passing check) keeps every frame above them.
+        let floor = g.stack.lo + self.consts.stack_system;
         let new_sp =
             g.sp.checked_sub(f.frame_size + below)
-                .filter(|&sp| sp >= g.stack.lo)
+                .filter(|&sp| sp >= floor)
                 .map(|sp| sp + below);
         let Some(new_sp) = new_sp else {
             // Only a NOSPLIT function can get here: a program the linker's
@@ -1067,8 +1071,9 @@ impl State {
                 // with a frame can have saved (checked above).
                 s.g_mut(gid)?.lr = ret;
             } else {
-                // CALL pushes the return address.
-                if g.sp < g.stack.lo + p {
+                // CALL pushes the return address (above the StackSystem
+                // area, as every frame).
+                if g.sp < g.stack.lo + s.consts.stack_system + p {
                     return Err(Misuse::NosplitOverrun(gid).into());
                 }
                 s.write_mem(g.sp - p, ret);

@@ -251,8 +251,9 @@ pub enum Misuse {
     /// RET would jump to a return address that is no function (Go would
     /// fault on the jump).
     BadReturnAddress(u64),
-    /// A NOSPLIT frame (or a CALL) would run off the bottom of the stack: a
-    /// program the linker's nosplit check rejects.
+    /// A NOSPLIT frame (or a CALL) would run into the bottom `StackSystem`
+    /// bytes of the stack (the OS's, on Windows, Plan 9 and iOS) or past
+    /// them: a program the linker's nosplit check rejects.
     NosplitOverrun(u32),
     /// A goroutine spawned at a NOSPLIT entry function (named) whose frame
     /// does not fit on the stack the new goroutine would get.
@@ -351,7 +352,7 @@ impl fmt::Display for Misuse {
             ),
             Misuse::NosplitOverrun(g) => write!(
                 f,
-                "gostack: goroutine {g} would run off the bottom of its stack in NOSPLIT code (the linker rejects such programs)"
+                "gostack: goroutine {g} would run into the bottom StackSystem bytes of its stack, or off it, in NOSPLIT code (the linker rejects such programs)"
             ),
             Misuse::RootJobDone(job) => write!(
                 f,

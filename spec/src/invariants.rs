@@ -48,7 +48,7 @@ pub const INVARIANTS: &[(&str, &str)] = &[
     ("sys-stacks", "stacks from the OS lie in their region, page-rounded, apart from its free ranges (which are maximal); stacks_sys counts them and the faulted bytes, and the region is all accounted for"),
     ("markers", "pointers a GC marker holds exist only while marking, and lie in stack spans"),
     ("gc-pending", "freeStackSpans is pending only with GC off"),
-    ("g-stack", "a live goroutine's stack is a stack in use, its own, with lo <= sp <= hi and stackguard0 at lo + StackGuard or a special value"),
+    ("g-stack", "a live goroutine's stack is a stack in use, its own, with lo + StackSystem <= sp <= hi and stackguard0 at lo + StackGuard or a special value"),
     ("g-frames", "a live goroutine's frames unwind from sched.pc down to the goexit return address at stktopsp"),
     ("g-fp", "on amd64 and arm64 every saved frame pointer, and sched.bp, points at the frame-pointer slot of the nearest outer frame that has one"),
     ("m-stack", "every M's g0 and gsignal stack, and every g0 stack on sched.freem, is a stack in use of its size, owned by no goroutine and no other M stack"),
@@ -281,7 +281,7 @@ fn check_goroutines(s: &State) -> Result<(), Violation> {
             || g.stackguard0 == c.stack_preempt
             || g.stackguard0 == c.stack_force_move
             || g.stackguard0 == c.stack_fork;
-        if g.stack.lo == 0 || g.sp < g.stack.lo || g.sp > g.stack.hi || !guard_ok {
+        if g.stack.lo == 0 || g.sp < g.stack.lo + c.stack_system || g.sp > g.stack.hi || !guard_ok {
             return fail(
                 "g-stack",
                 format!(

@@ -1986,3 +1986,39 @@ fn starting_size_adds_the_guard_before_rounding() {
         }
     }
 }
+
+/// The bottom StackSystem bytes of a stack are the OS's (4 KiB on
+/// windows/amd64 Go 1.23): the linker's nosplit limit keeps every frame
+/// above them, so a NOSPLIT frame that would reach into them is a program
+/// the linker rejects, refused as on linux a frame past `lo` is. The frame
+/// that ends exactly at `lo + StackSystem` fits.
+#[test]
+fn nosplit_frames_stay_above_the_stack_system_area() {
+    for (goos, system) in [("windows", 4096), ("linux", 0)] {
+        let mut c = Config::new(Profile::parse(goos, "amd64", false, "1.23").unwrap());
+        c.arena_bytes = 64 << 20;
+        let mut s = State::new(c).unwrap();
+        assert_eq!(s.consts.stack_system, system);
+        let ctx = Ctx::on(s.create_p().unwrap());
+        let main = s.add_func(Func::new("main", 64)).unwrap();
+        let g = s.spawn(ctx, main).unwrap();
+        let (sp, lo) = (s.gor.gs[&g].sp, s.gor.gs[&g].stack.lo);
+        // CALL pushes 8 bytes; the callee's frame then ends at its SP.
+        let fits = sp - 8 - lo - system;
+        for (frame, ok) in [(fits, true), (fits + 8, false)] {
+            let mut f = Func::new(&format!("nosplit{frame}"), frame);
+            f.nosplit = true;
+            let mut t = s.clone();
+            let callee = t.add_func(f).unwrap();
+            let r = t.call(ctx, g, 0, callee);
+            if ok {
+                assert_eq!(r, Ok(()), "{goos}: a frame down to lo + StackSystem");
+                assert_eq!(t.gor.gs[&g].sp, lo + system);
+                check_invariants(&t).unwrap();
+            } else {
+                assert_eq!(r, Err(Misuse::NosplitOverrun(g).into()), "{goos}");
+                assert_eq!(t.dead, None, "a refusal, not a throw");
+            }
+        }
+    }
+}
