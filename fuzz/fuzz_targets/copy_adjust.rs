@@ -10,7 +10,9 @@
 //! and to `gostack::Runtime` with the same arguments: the results (the
 //! exact throw included) must be equal after every call, and `snapshot()`
 //! and `world()` (with the spec's invariants) after the setup, after every
-//! action that can move or free a stack, and at the end.
+//! action that can move or free a stack, and at the end. A Go throw is
+//! fatal: both sides must die of it, and nothing after it is compared
+//! but the refusals.
 #![no_main]
 
 use arbitrary::Arbitrary;
@@ -175,12 +177,28 @@ macro_rules! both {
                 $pr.log.join("\n    ")
             );
         }
+        if $pr.s.dead.as_ref() != $pr.r.dead() {
+            panic!(
+                "{}: after {}, the spec is dead of {:?}, the impl of {:?}\n  calls:\n    {}",
+                $pr.port,
+                $what,
+                $pr.s.dead,
+                $pr.r.dead(),
+                $pr.log.join("\n    ")
+            );
+        }
         a
     }};
 }
 
 impl Pair {
     fn same_state(&self, when: &str) {
+        if self.s.dead.is_some() {
+            // A Go throw is fatal: both sides died of it (checked by
+            // `both!`), every later call is refused alike, and their
+            // states are no longer compared.
+            return;
+        }
         let a = (self.s.snapshot(), self.s.world());
         let b = (self.r.snapshot(), self.r.world());
         if a != b {
