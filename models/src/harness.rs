@@ -675,8 +675,8 @@ pub enum Mismatch {
         /// up to [`MAX_DIFFERENCES`] in all.
         more: Vec<(String, String, String)>,
     },
-    /// An operation failed (alike on both sides) but the state changed:
-    /// a failed operation must change nothing.
+    /// An operation was refused (alike on both sides) but the state
+    /// changed: a refusal must change nothing.
     Changed {
         /// The call.
         call: String,

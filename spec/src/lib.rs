@@ -13,8 +13,10 @@
 //! - every operation returns `Result<_, Throw>`; Go's `throw`s are values
 //!   with Go's exact message ([`GoThrow`]), misuse that Go would not catch
 //!   is refused with our own message ([`Misuse`]), input no Go process can
-//!   produce is [`Invalid`]; a failed operation changes nothing (each public
-//!   operation runs on a copy of the state and keeps it only on success).
+//!   produce is [`Invalid`]; a refused operation changes nothing (each public
+//!   operation runs on a copy of the state and keeps it only on success),
+//!   and a Go throw is fatal, as in Go: the state stays as it was before it,
+//!   [`State::dead`] records it, and every later operation is refused.
 //! - operations are atomic and sequential: transient states inside one
 //!   operation (`_Gcopystack`, the scan bit, a lock held across a copy) are
 //!   not observable here; the loom models of the implementation explore
@@ -62,9 +64,12 @@
 //! assert_eq!(size(&s), 2048);
 //! s.gc_end().unwrap();
 //! check_invariants(&s).unwrap();
-//! // A Go throw is a value with Go's exact text, and changes nothing.
+//! // A Go throw is a value with Go's exact text. It is fatal, as in Go:
+//! // the runtime refuses everything after it.
 //! let err = s.stackalloc(Ctx::on(p), 3000).unwrap_err();
 //! assert_eq!(err.to_string(), "stack size not a power of 2");
+//! assert!(s.dead.is_some());
+//! assert!(s.create_p().is_err());
 //! ```
 #![forbid(unsafe_code)]
 #![warn(missing_docs)]

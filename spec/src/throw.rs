@@ -1,8 +1,10 @@
 //! Errors: Go's fatal `throw`s as values, and inputs Go could never produce.
 //!
-//! Go dies on a `throw`. The spec instead returns the throw as a value and
-//! leaves its state exactly as it was before the operation, so that a test can
-//! compare the outcome with the implementation's and carry on.
+//! Go dies on a `throw`. The spec returns the throw as a value, leaves its
+//! state exactly as it was before the operation (for a post-mortem), and
+//! dies too: every later operation is refused with [`Misuse::Dead`]. A
+//! refusal ([`Throw::Misuse`], [`Throw::Invalid`]) changes nothing and the
+//! runtime goes on.
 //!
 //! There are two kinds of error:
 //! - [`Throw`] variants other than [`Throw::Invalid`] are Go's own throws; their
