@@ -40,7 +40,7 @@ use gostack_spec::goroutine::{
 use gostack_spec::guard::MAX_FRAMESIZE;
 use gostack_spec::profile::STACK_SMALL;
 use gostack_spec::snapshot::{ChanSnap, SudogSnap, WorldSnap};
-use gostack_spec::{Consts, Ctx, GcPhase, GoThrow, Goarch, Invalid, Misuse, Release, Stack, Throw};
+use gostack_spec::{Consts, Ctx, GoThrow, Goarch, Invalid, Misuse, Release, Stack, Throw};
 use std::collections::BTreeMap;
 
 /// The `site` of a frame at its function's entry.
@@ -1732,15 +1732,7 @@ impl Runtime {
     /// gcStart, once per live goroutine per cycle.
     pub fn gc_scan(&mut self, p: u32, gid: u32) -> Result<(), Throw> {
         self.fatal(|s| {
-            let phase = s.stacks.gcphase();
-            if phase != GcPhase::Mark {
-                return Err(Misuse::WrongGcPhase {
-                    op: "scanstack",
-                    needs: GcPhase::Mark.name(),
-                    found: phase.name(),
-                }
-                .into());
-            }
+            s.require_mark("scanstack")?;
             s.p_exists(p)?;
             s.scan_root(p, gid)
         })
@@ -1904,15 +1896,7 @@ impl Runtime {
     /// list, on P `p` (as `State::gc_free_g_stacks`).
     pub fn gc_free_g_stacks(&mut self, p: u32) -> Result<(), Throw> {
         self.fatal(|s| {
-            let phase = s.stacks.gcphase();
-            if phase != GcPhase::Mark {
-                return Err(Misuse::WrongGcPhase {
-                    op: "markrootFreeGStacks",
-                    needs: GcPhase::Mark.name(),
-                    found: phase.name(),
-                }
-                .into());
-            }
+            s.require_mark("markrootFreeGStacks")?;
             s.p_exists(p)?;
             if s.gor.free_g_stacks_done {
                 return Err(Misuse::RootJobDone("markrootFreeGStacks").into());

@@ -452,6 +452,20 @@ impl Runtime {
         Ok(())
     }
 
+    /// Refused ([`Misuse::WrongGcPhase`]) unless the GC is in `_GCmark`.
+    pub(crate) fn require_mark(&self, op: &'static str) -> Result<(), Throw> {
+        let phase = self.stacks.gcphase();
+        if phase != GcPhase::Mark {
+            return Err(Misuse::WrongGcPhase {
+                op,
+                needs: GcPhase::Mark.name(),
+                found: phase.name(),
+            }
+            .into());
+        }
+        Ok(())
+    }
+
     /// Destroys P `p`: its caches go to the pool, its dead goroutines to
     /// the global lists (`gfpurge`), its scan counts are dropped.
     ///
@@ -556,20 +570,13 @@ impl Runtime {
     /// root job `markrootFreeGStacks` runs if no worker ran it.
     pub fn gc_mark_termination(&mut self) -> Result<(), Throw> {
         self.fatal(|s| {
-            // Everything that can refuse is checked before anything changes:
-            // the phase, the scans left and the starting size (planned), then
-            // the markers (the allocator's call, which changes nothing when it
-            // fails). The scans then run with the phase already
-            // _GCmarktermination, which frees treat as _GCmark.
-            let phase = s.stacks.gcphase();
-            if phase != GcPhase::Mark {
-                return Err(Misuse::WrongGcPhase {
-                    op: "gcMarkTermination",
-                    needs: GcPhase::Mark.name(),
-                    found: phase.name(),
-                }
-                .into());
-            }
+            // Every refusal comes before anything changes: the phase, the
+            // scans left and the starting size they lead to, then the
+            // markers (the allocator's call, which changes nothing when it
+            // fails), as the spec orders them. The scans then run with the
+            // phase already _GCmarktermination, which frees treat as
+            // _GCmark.
+            s.require_mark("gcMarkTermination")?;
             let p = s.plan_roots_left()?;
             s.stacks.gc_mark_termination().map_err(|t| s.va_throw(t))?;
             s.scan_roots_left(p)?;

@@ -56,23 +56,16 @@ macro_rules! fatal {
         let i = $pair.fatal_seen;
         $pair.fatal_seen += 1;
         if $pair.fatal_at == Some(i) {
-            let a = {
-                let $x = &mut $pair.s;
-                $body
-            };
-            let b = {
-                let $x = &mut $pair.r;
-                $body
-            };
+            let (a, b) = sides!($pair, |$x| $body);
             $pair.compare_fatal(stringify!($body), a.map(|_| ()), b.map(|_| ()), $want);
             return;
         }
     }};
 }
 
-/// Runs the same expression on both sides and compares the results and
-/// the whole observable state.
-macro_rules! both {
+/// Runs the same expression on both sides: (the spec's result, the
+/// impl's).
+macro_rules! sides {
     ($pair:expr, |$x:ident| $body:expr) => {{
         let a = {
             let $x = &mut $pair.s;
@@ -82,6 +75,15 @@ macro_rules! both {
             let $x = &mut $pair.r;
             $body
         };
+        (a, b)
+    }};
+}
+
+/// Runs the same expression on both sides and compares the results and
+/// the whole observable state.
+macro_rules! both {
+    ($pair:expr, |$x:ident| $body:expr) => {{
+        let (a, b) = sides!($pair, |$x| $body);
         $pair.compare(stringify!($body), &a, &b);
         a
     }};

@@ -1865,15 +1865,17 @@ impl State {
     /// was queued and `execute` runs it later): a pending preemption is
     /// dropped and the guard is the stack's.
     pub fn exit_syscall0(&mut self, gid: u32) -> Result<(), Throw> {
-        self.require_world_running()?;
-        let g = self.g_mut(gid)?;
-        if g.status != GStatus::Syscall {
-            return Err(Misuse::GNotRunnable(gid).into());
-        }
-        g.syscallsp = 0;
-        g.status = GStatus::Runnable;
-        g.throwsplit = false;
-        self.execute(gid)
+        self.fatal(|s| {
+            s.require_world_running()?;
+            let g = s.g_mut(gid)?;
+            if g.status != GStatus::Syscall {
+                return Err(Misuse::GNotRunnable(gid).into());
+            }
+            g.syscallsp = 0;
+            g.status = GStatus::Runnable;
+            g.throwsplit = false;
+            s.execute(gid)
+        })
     }
 
     /// Goroutine `gid` stops at (`on`), or resumes from, an asynchronous

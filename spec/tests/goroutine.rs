@@ -2022,3 +2022,52 @@ fn nosplit_frames_stay_above_the_stack_system_area() {
         }
     }
 }
+
+/// A spawn whose NOSPLIT entry does not fit on the stack the goroutine
+/// would get is refused before anything changes (on windows/amd64 Go
+/// 1.23 the new stack is 8 KiB, its bottom 4 KiB the OS's).
+#[test]
+fn a_nosplit_entry_that_does_not_fit_is_refused_first() {
+    let mut c = Config::new(Profile::parse("windows", "amd64", false, "1.23").unwrap());
+    c.arena_bytes = 64 << 20;
+    let mut s = State::new(c).unwrap();
+    let ctx = Ctx::on(s.create_p().unwrap());
+    let mut f = Func::new("entry", 4 << 10);
+    f.nosplit = true;
+    let f = s.add_func(f).unwrap();
+    let before = s.clone();
+    assert_eq!(
+        s.spawn(ctx, f),
+        Err(Misuse::NosplitEntryOverrun("entry".into()).into())
+    );
+    assert_eq!(s, before, "a refusal changes nothing");
+    // newproc's own refusals come first.
+    assert_eq!(s.spawn(Ctx::on(9), f), Err(Misuse::NoSuchP(9).into()));
+}
+
+/// After a Go throw every operation that could change the state is
+/// refused with `Misuse::Dead`.
+#[test]
+fn a_dead_runtime_refuses_every_operation() {
+    let mut t = T::new("amd64");
+    let main = t.func(ptr_func(&t, "main", 2));
+    let g = t.spawn(main);
+    let ctx = t.ctx();
+    assert_eq!(
+        t.s.stackalloc(ctx, 3000),
+        Err(GoThrow::StackSizeNotPowerOf2.into())
+    );
+    let dead: Result<(), Throw> = Err(Misuse::Dead(GoThrow::StackSizeNotPowerOf2).into());
+    let s = &mut t.s;
+    assert_eq!(s.create_p().map(|_| ()), dead);
+    assert_eq!(s.add_func(Func::new("late", 64)).map(|_| ()), dead);
+    assert_eq!(s.spawn(ctx, main).map(|_| ()), dead);
+    assert_eq!(s.call(ctx, g, 0, main), dead);
+    assert_eq!(s.ret(ctx, g), dead);
+    assert_eq!(s.enter_syscall(g), dead);
+    assert_eq!(s.exit_syscall(g), dead);
+    assert_eq!(s.exit_syscall0(g), dead);
+    assert_eq!(s.request_preempt(g), dead);
+    assert_eq!(s.gc_start(), dead);
+    assert_eq!(s.exit(ctx, g), dead);
+}
